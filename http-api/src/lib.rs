@@ -1,0 +1,5 @@
+//! `opml-http`: not implemented yet.
+//!
+//! This crate is a placeholder in the workspace layout of `DESIGN.md`; its
+//! work is issue 6. It exports nothing, so nothing can mistake it for
+//! a working component.
