@@ -139,13 +139,28 @@ mod tests {
     fn every_field_changes_the_root() {
         let b = base();
         let variants = [
-            StateFields { status: Status::Halted, ..b },
-            StateFields { status: Status::Faulted(Fault::OutOfFuel), ..b },
-            StateFields { status: Status::Faulted(Fault::TouchLimit), ..b },
+            StateFields {
+                status: Status::Halted,
+                ..b
+            },
+            StateFields {
+                status: Status::Faulted(Fault::OutOfFuel),
+                ..b
+            },
+            StateFields {
+                status: Status::Faulted(Fault::TouchLimit),
+                ..b
+            },
             StateFields { step: 4, ..b },
             StateFields { fuel: 1001, ..b },
-            StateFields { memory_pages: 2, ..b },
-            StateFields { memory_root: [8; 32], ..b },
+            StateFields {
+                memory_pages: 2,
+                ..b
+            },
+            StateFields {
+                memory_root: [8; 32],
+                ..b
+            },
         ];
         let mut roots = std::vec![b.hash()];
         for v in variants {
@@ -157,7 +172,10 @@ mod tests {
 
     #[test]
     fn scale_round_trip() {
-        let b = StateFields { status: Status::Faulted(Fault::IntegerOverflow), ..base() };
+        let b = StateFields {
+            status: Status::Faulted(Fault::IntegerOverflow),
+            ..base()
+        };
         let bytes = b.encode();
         assert_eq!(StateFields::decode(&mut &bytes[..]).unwrap(), b);
     }

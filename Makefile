@@ -1,0 +1,32 @@
+# opml: the two set-up commands are `make run` and `make test`.
+CARGO ?= cargo
+export CARGO_TERM_COLOR ?= never
+
+.PHONY: run test bench fmt clippy check-no-std fuzz
+
+## The main job on the embedded default (see README.md).
+run:
+	$(CARGO) run --locked -q -p opml-runtime --example demo
+
+## Everything CI checks.
+test: check-no-std
+	$(CARGO) test --locked --workspace
+
+## The verifier side must stay no_std-clean for the pallet.
+check-no-std:
+	$(CARGO) check --locked -q -p opml-runtime --no-default-features
+
+## Benchmarks with ratios against references measured in the same run.
+bench:
+	$(CARGO) run --locked --release -p opml-runtime --example bench
+
+fmt:
+	$(CARGO) fmt --all
+
+clippy:
+	$(CARGO) clippy --locked --workspace --all-targets
+
+## Short fuzzing runs (needs cargo-fuzz; see fuzz/README.md).
+fuzz:
+	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run admit_and_run -- -max_total_time=60
+	cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run verify_proof -- -max_total_time=60

@@ -1,0 +1,6 @@
+;; Any import is rejected: the host set is empty.
+(module
+  (import "env" "log" (func $log (param i32)))
+  (memory (export "memory") 1 1)
+  (global (export "opml_step_fuel") i64 (i64.const 100000))
+  (func (export "step") (result i32) (i32.const 0)))

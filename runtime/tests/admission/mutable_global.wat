@@ -1,0 +1,6 @@
+;; A mutable global (global 1).
+(module
+  (memory (export "memory") 1 1)
+  (global (export "opml_step_fuel") i64 (i64.const 100000))
+  (global $counter (mut i32) (i32.const 0))
+  (func (export "step") (result i32) (i32.const 0)))
