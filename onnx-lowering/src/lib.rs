@@ -1,5 +1,21 @@
-//! `opml-lowering`: not implemented yet.
+//! # opml-lowering
 //!
-//! This crate is a placeholder in the workspace layout of `DESIGN.md`; its
-//! work is issue 3. It exports nothing, so nothing can mistake it for
-//! a working component.
+//! ONNX models lowered to integer-only Wasm for the opml sandbox, and the
+//! bit-exact native executor of the same integer program.
+//!
+//! The pipeline: an integer [`ir::Program`] (tensors at fixed offsets of one
+//! memory image, ops with exactly specified integer semantics) is turned by
+//! [`codegen`] into a Wasm module (kernels plus a dispatcher, weights and
+//! schedule as data) and measured by [`artifact::Artifact::build`]; the
+//! artifact runs on either engine with identical node-boundary state roots.
+
+pub mod artifact;
+pub mod builder;
+pub mod codegen;
+pub mod error;
+pub mod ir;
+pub mod layout;
+pub mod ops;
+
+pub use artifact::{Artifact, NodeBoundary, Run};
+pub use error::LowerError;

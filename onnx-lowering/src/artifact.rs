@@ -1,0 +1,227 @@
+//! A lowered model: the module, its metadata, and both engines that run it.
+//!
+//! [`Artifact::build`] generates the module, admits it, and runs it once on
+//! a zero input to record where every node ends (step index and cumulative
+//! fuel). Kernels are branch-free in the data, so those figures hold for
+//! every input; [`Artifact::run_wasm`] checks them on every run.
+//! [`Artifact::run_native`] executes the same integer program natively and
+//! produces the identical memory image, and so the identical state root, at
+//! every node boundary.
+
+use crate::codegen::{generate, CodegenOptions, Generated};
+use crate::error::LowerError;
+use crate::ir::{Program, TensorId};
+use crate::layout::{NODE_COUNTER, UNIT_COUNTER};
+use crate::ops::family::run_native;
+use opml_runtime::hash::Hash;
+use opml_runtime::merkle::MerkleTree;
+use opml_runtime::{Sandbox, StateFields, Status};
+use serde::{Deserialize, Serialize};
+
+/// Where one node ends.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeBoundary {
+    pub name: String,
+    pub kind: String,
+    pub units: u32,
+    /// Step index after the node's last unit.
+    pub end_step: u64,
+    /// Cumulative fuel after the node's last unit.
+    pub end_fuel: u64,
+}
+
+/// The result of running a model on one engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Run {
+    /// States at step 0 and after every node.
+    pub boundaries: Vec<StateFields>,
+    /// The final memory image.
+    pub memory: Vec<u8>,
+}
+
+impl Run {
+    /// Node-boundary state roots (index 0 is the initial state).
+    pub fn roots(&self) -> Vec<Hash> {
+        self.boundaries.iter().map(|s| s.hash()).collect()
+    }
+
+    /// The final state.
+    pub fn last(&self) -> StateFields {
+        *self.boundaries.last().expect("a run has an initial state")
+    }
+}
+
+/// A lowered model.
+#[derive(Clone, Debug)]
+pub struct Artifact {
+    pub program: Program,
+    pub generated: Generated,
+    pub options: CodegenOptions,
+    pub nodes: Vec<NodeBoundary>,
+}
+
+impl Artifact {
+    /// Generates, admits and measures the module of `program`.
+    pub fn build(program: Program, options: CodegenOptions) -> Result<Self, LowerError> {
+        let generated = generate(&program, &options)?;
+        let mut nodes: Vec<NodeBoundary> = program
+            .nodes
+            .iter()
+            .zip(&generated.schedule)
+            .map(|(n, s)| NodeBoundary {
+                name: n.name.clone(),
+                kind: n.op.kind().into(),
+                units: s.units,
+                end_step: 0,
+                end_fuel: 0,
+            })
+            .collect();
+        let mut step = 0u64;
+        for n in nodes.iter_mut() {
+            step += u64::from(n.units);
+            n.end_step = step;
+        }
+        let mut artifact = Self {
+            program,
+            generated,
+            options,
+            nodes,
+        };
+        let zeros: Vec<Vec<u8>> = artifact
+            .program
+            .inputs
+            .iter()
+            .map(|t| vec![0u8; artifact.program.tensors[*t].bytes() as usize])
+            .collect();
+        let run = artifact.execute_wasm(&zeros, false)?;
+        for (n, s) in artifact.nodes.iter_mut().zip(&run.boundaries[1..]) {
+            n.end_fuel = s.fuel;
+        }
+        Ok(artifact)
+    }
+
+    /// The Wasm module.
+    pub fn wasm(&self) -> &[u8] {
+        &self.generated.wasm
+    }
+
+    /// The memory image at instantiation (before inputs are written).
+    pub fn initial_image(&self) -> Vec<u8> {
+        let mut mem = vec![0u8; self.generated.memory_pages as usize * 65536];
+        for (offset, bytes) in &self.generated.segments {
+            mem[*offset as usize..*offset as usize + bytes.len()].copy_from_slice(bytes);
+        }
+        mem
+    }
+
+    fn check_inputs(&self, inputs: &[Vec<u8>]) -> Result<(), LowerError> {
+        if inputs.len() != self.program.inputs.len() {
+            return Err(LowerError::BadInput(format!(
+                "{} inputs given, the model takes {}",
+                inputs.len(),
+                self.program.inputs.len()
+            )));
+        }
+        for (bytes, t) in inputs.iter().zip(&self.program.inputs) {
+            let t = &self.program.tensors[*t];
+            if bytes.len() != t.bytes() as usize {
+                return Err(LowerError::BadInput(format!(
+                    "input {} takes {} bytes, got {}",
+                    t.name,
+                    t.bytes(),
+                    bytes.len()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs every step in the metered sandbox; returns the node-boundary
+    /// states and checks them against the recorded step and fuel figures.
+    pub fn run_wasm(&self, inputs: &[Vec<u8>]) -> Result<Run, LowerError> {
+        self.execute_wasm(inputs, true)
+    }
+
+    fn execute_wasm(&self, inputs: &[Vec<u8>], check: bool) -> Result<Run, LowerError> {
+        self.check_inputs(inputs)?;
+        let codegen = |e: opml_runtime::SandboxError| LowerError::Codegen(e.to_string());
+        let mut sb = Sandbox::new(&self.generated.wasm).map_err(codegen)?;
+        for (bytes, t) in inputs.iter().zip(&self.program.inputs) {
+            sb.write_input(u64::from(self.program.tensors[*t].offset), bytes).map_err(codegen)?;
+        }
+        let mut boundaries = vec![sb.state()];
+        for n in &self.nodes {
+            while sb.state().step < n.end_step {
+                let s = sb.step().map_err(codegen)?;
+                if let Status::Faulted(f) = s.status {
+                    return Err(LowerError::Codegen(format!("node {} faulted: {f:?} at step {}", n.name, s.step)));
+                }
+            }
+            let s = sb.state();
+            if check && s.fuel != n.end_fuel {
+                return Err(LowerError::Codegen(format!(
+                    "node {} ended with fuel {}, recorded {}: a kernel's fuel depends on data",
+                    n.name, s.fuel, n.end_fuel
+                )));
+            }
+            boundaries.push(s);
+        }
+        if sb.state().status != Status::Halted {
+            return Err(LowerError::Codegen(format!("module did not halt after {} steps", sb.state().step)));
+        }
+        Ok(Run {
+            boundaries,
+            memory: sb.memory().to_vec(),
+        })
+    }
+
+    /// Runs the integer program natively, producing the same node-boundary
+    /// states as [`Artifact::run_wasm`].
+    pub fn run_native(&self, inputs: &[Vec<u8>]) -> Result<Run, LowerError> {
+        self.check_inputs(inputs)?;
+        let mut mem = self.initial_image();
+        for (bytes, t) in inputs.iter().zip(&self.program.inputs) {
+            let off = self.program.tensors[*t].offset as usize;
+            mem[off..off + bytes.len()].copy_from_slice(bytes);
+        }
+        let chunk_log2 = self.options.chunk_log2;
+        let pages = self.generated.memory_pages;
+        let depth = {
+            let chunks = (u64::from(pages) * 65536) >> chunk_log2;
+            64 - (chunks.max(1) - 1).leading_zeros()
+        };
+        let mut tree = MerkleTree::new(depth, 1 << chunk_log2, &mem).map_err(|e| LowerError::Codegen(e.to_string()))?;
+        let mut boundaries = vec![StateFields {
+            status: Status::Running,
+            step: 0,
+            fuel: 0,
+            memory_pages: pages,
+            memory_root: tree.root(),
+        }];
+        let last = self.program.nodes.len() - 1;
+        for (k, (node, b)) in self.program.nodes.iter().zip(&self.nodes).enumerate() {
+            run_native(&node.op, &self.program, &mut mem)?;
+            mem[NODE_COUNTER as usize..NODE_COUNTER as usize + 4].copy_from_slice(&(k as u32 + 1).to_le_bytes());
+            mem[UNIT_COUNTER as usize..UNIT_COUNTER as usize + 4].copy_from_slice(&0u32.to_le_bytes());
+            let out = &self.program.tensors[node.op.output()];
+            let mut dirty: Vec<u32> = vec![0];
+            let (lo, hi) = (out.offset >> chunk_log2, (out.end() - 1) >> chunk_log2);
+            dirty.extend((lo.max(1))..=hi);
+            tree.update(&mem, &dirty).map_err(|e| LowerError::Codegen(e.to_string()))?;
+            boundaries.push(StateFields {
+                status: if k == last { Status::Halted } else { Status::Running },
+                step: b.end_step,
+                fuel: b.end_fuel,
+                memory_pages: pages,
+                memory_root: tree.root(),
+            });
+        }
+        Ok(Run { boundaries, memory: mem })
+    }
+
+    /// Bytes of an output tensor in a run's memory.
+    pub fn output<'a>(&self, run: &'a Run, t: TensorId) -> &'a [u8] {
+        let t = &self.program.tensors[t];
+        &run.memory[t.offset as usize..t.end() as usize]
+    }
+}

@@ -1,0 +1,137 @@
+//! Building a [`Program`]: tensors are laid out one after another from
+//! [`crate::layout::TENSOR_BASE`], 8-byte aligned.
+
+use crate::ir::{Constant, DType, Node, Op, Program, Requant, Tensor, TensorId, TensorKind};
+use crate::layout::TENSOR_BASE;
+
+/// Builds a [`Program`] tensor by tensor and node by node.
+#[derive(Debug)]
+pub struct ProgramBuilder {
+    program: Program,
+    next: u32,
+}
+
+impl Default for ProgramBuilder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+fn align8(x: u32) -> u32 {
+    (x + 7) & !7
+}
+
+impl ProgramBuilder {
+    pub fn new() -> Self {
+        Self {
+            program: Program {
+                tensors: Vec::new(),
+                constants: Vec::new(),
+                nodes: Vec::new(),
+                inputs: Vec::new(),
+                outputs: Vec::new(),
+            },
+            next: TENSOR_BASE,
+        }
+    }
+
+    /// A new tensor with its own bytes.
+    pub fn tensor(&mut self, name: &str, dtype: DType, shape: &[u32], kind: TensorKind) -> TensorId {
+        let t = Tensor {
+            name: name.into(),
+            dtype,
+            shape: shape.to_vec(),
+            offset: self.next,
+            kind,
+            scale_bits: None,
+            zero_point: 0,
+        };
+        self.next = align8(t.end());
+        self.program.tensors.push(t);
+        if kind == TensorKind::Input {
+            self.program.inputs.push(self.program.tensors.len() - 1);
+        }
+        if kind == TensorKind::Output {
+            self.program.outputs.push(self.program.tensors.len() - 1);
+        }
+        self.program.tensors.len() - 1
+    }
+
+    /// Sets the quantization of a tensor (host-side metadata only).
+    pub fn set_quant(&mut self, t: TensorId, scale: f32, zero_point: i32) {
+        self.program.tensors[t].scale_bits = Some(scale.to_bits());
+        self.program.tensors[t].zero_point = zero_point;
+    }
+
+    /// A view of `of` with another shape and the same bytes.
+    pub fn alias(&mut self, of: TensorId, name: &str, shape: &[u32]) -> TensorId {
+        let mut t = self.program.tensors[of].clone();
+        assert_eq!(shape.iter().product::<u32>(), t.len(), "alias must keep the element count");
+        t.name = name.into();
+        t.shape = shape.to_vec();
+        self.program.tensors.push(t);
+        self.program.tensors.len() - 1
+    }
+
+    /// A constant `i8` tensor.
+    pub fn const_i8(&mut self, name: &str, shape: &[u32], data: &[i8]) -> TensorId {
+        let t = self.tensor(name, DType::I8, shape, TensorKind::Constant);
+        assert_eq!(data.len() as u32, self.program.tensors[t].len());
+        let bytes = data.iter().map(|v| *v as u8).collect();
+        self.program.constants.push(Constant { tensor: t, bytes });
+        t
+    }
+
+    /// A constant `i32` tensor.
+    pub fn const_i32(&mut self, name: &str, shape: &[u32], data: &[i32]) -> TensorId {
+        let t = self.tensor(name, DType::I32, shape, TensorKind::Constant);
+        assert_eq!(data.len() as u32, self.program.tensors[t].len());
+        let bytes = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.program.constants.push(Constant { tensor: t, bytes });
+        t
+    }
+
+    /// Requantization parameters as constant tensors.
+    pub fn requant(
+        &mut self,
+        name: &str,
+        multiplier: &[i32],
+        shift: &[i32],
+        zero_point: i32,
+        lo: i32,
+        hi: i32,
+    ) -> Requant {
+        let n = multiplier.len() as u32;
+        Requant {
+            multiplier: self.const_i32(&format!("{name}.multiplier"), &[n], multiplier),
+            shift: self.const_i32(&format!("{name}.shift"), &[n], shift),
+            zero_point,
+            lo,
+            hi,
+        }
+    }
+
+    /// Appends a node.
+    pub fn node(&mut self, name: &str, op: Op) {
+        self.program.nodes.push(Node { name: name.into(), op });
+    }
+
+    /// Marks an existing tensor as a program output.
+    pub fn mark_output(&mut self, t: TensorId) {
+        self.program.tensors[t].kind = TensorKind::Output;
+        self.program.outputs.push(t);
+    }
+
+    /// The first byte after all tensors.
+    pub fn end(&self) -> u32 {
+        self.next
+    }
+
+    pub fn program(&self) -> &Program {
+        &self.program
+    }
+
+    pub fn finish(self) -> Program {
+        self.program
+    }
+}

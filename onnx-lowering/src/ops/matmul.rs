@@ -1,0 +1,127 @@
+//! MatMul / Gemm: `out[i, j] = requant_j(bias[j] + sum_k a[i, k] * w[j, k])`.
+//!
+//! A unit is a block of `rb` rows by `cb` output columns; unit `u` is row
+//! block `u / ncb`, column block `u % ncb` (`ncb = ceil(n / cb)`).
+
+use crate::ir::{requantize, MatMul, Program};
+use crate::ops::family::{Budget, Kernel, Scheduled};
+use crate::ops::mem::{read_i32, read_i8};
+
+/// Descriptor words: a, w, bias, out, multiplier, shift, m, k, n, rb, cb,
+/// zero point, lo, hi.
+pub const KERNEL: Kernel = Kernel {
+    name: "matmul",
+    wat: r#"
+  (func $matmul (param $d i32) (param $u i32)
+    (local $a i32) (local $w i32) (local $bias i32) (local $out i32) (local $mul i32) (local $sh i32)
+    (local $k i32) (local $n i32) (local $ncb i32)
+    (local $r1 i32) (local $c0 i32) (local $c1 i32)
+    (local $i i32) (local $j i32) (local $pa i32) (local $pw i32) (local $end i32) (local $acc i32)
+    (local $q i64) (local $s i64) (local $t i32)
+    (local.set $a (i32.load offset=0 (local.get $d)))
+    (local.set $w (i32.load offset=4 (local.get $d)))
+    (local.set $bias (i32.load offset=8 (local.get $d)))
+    (local.set $out (i32.load offset=12 (local.get $d)))
+    (local.set $mul (i32.load offset=16 (local.get $d)))
+    (local.set $sh (i32.load offset=20 (local.get $d)))
+    (local.set $k (i32.load offset=28 (local.get $d)))
+    (local.set $n (i32.load offset=32 (local.get $d)))
+    (local.set $ncb (i32.div_u (i32.sub (i32.add (local.get $n) (i32.load offset=40 (local.get $d))) (i32.const 1))
+                               (i32.load offset=40 (local.get $d))))
+    ;; rows [i, r1), columns [c0, c1), clipped without data-dependent branches
+    (local.set $i (i32.mul (i32.div_u (local.get $u) (local.get $ncb)) (i32.load offset=36 (local.get $d))))
+    (local.set $r1 (i32.add (local.get $i) (i32.load offset=36 (local.get $d))))
+    (local.set $t (i32.load offset=24 (local.get $d)))
+    (local.set $r1 (select (local.get $t) (local.get $r1) (i32.gt_u (local.get $r1) (local.get $t))))
+    (local.set $c0 (i32.mul (i32.rem_u (local.get $u) (local.get $ncb)) (i32.load offset=40 (local.get $d))))
+    (local.set $c1 (i32.add (local.get $c0) (i32.load offset=40 (local.get $d))))
+    (local.set $c1 (select (local.get $n) (local.get $c1) (i32.gt_u (local.get $c1) (local.get $n))))
+    (loop $rows
+      (local.set $j (local.get $c0))
+      (loop $cols
+        (local.set $acc (i32.load (i32.add (local.get $bias) (i32.shl (local.get $j) (i32.const 2)))))
+        (local.set $pa (i32.add (local.get $a) (i32.mul (local.get $i) (local.get $k))))
+        (local.set $pw (i32.add (local.get $w) (i32.mul (local.get $j) (local.get $k))))
+        (local.set $end (i32.add (local.get $pa) (local.get $k)))
+        (loop $dot
+          (local.set $acc (i32.add (local.get $acc)
+            (i32.mul (i32.load8_s (local.get $pa)) (i32.load8_s (local.get $pw)))))
+          (local.set $pa (i32.add (local.get $pa) (i32.const 1)))
+          (local.set $pw (i32.add (local.get $pw) (i32.const 1)))
+          (br_if $dot (i32.lt_u (local.get $pa) (local.get $end))))
+        ;; requantize: ((acc * m + 2^(s-1)) >> s) + zp, clamped
+        (local.set $s (i64.load32_s (i32.add (local.get $sh) (i32.shl (local.get $j) (i32.const 2)))))
+        (local.set $q (i64.add
+          (i64.shr_s
+            (i64.add
+              (i64.mul (i64.extend_i32_s (local.get $acc))
+                       (i64.load32_s (i32.add (local.get $mul) (i32.shl (local.get $j) (i32.const 2)))))
+              (i64.shl (i64.const 1) (i64.sub (local.get $s) (i64.const 1))))
+            (local.get $s))
+          (i64.load32_s offset=44 (local.get $d))))
+        (local.set $q (select (i64.load32_s offset=48 (local.get $d)) (local.get $q)
+          (i64.lt_s (local.get $q) (i64.load32_s offset=48 (local.get $d)))))
+        (local.set $q (select (i64.load32_s offset=52 (local.get $d)) (local.get $q)
+          (i64.gt_s (local.get $q) (i64.load32_s offset=52 (local.get $d)))))
+        (i64.store8 (i32.add (local.get $out) (i32.add (i32.mul (local.get $i) (local.get $n)) (local.get $j)))
+          (local.get $q))
+        (local.set $j (i32.add (local.get $j) (i32.const 1)))
+        (br_if $cols (i32.lt_u (local.get $j) (local.get $c1))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $rows (i32.lt_u (local.get $i) (local.get $r1)))))
+"#,
+};
+
+/// Splits the product into blocks that stay within the budget.
+pub fn schedule(op: &MatMul, p: &Program, budget: &Budget) -> Scheduled {
+    let (m, k, n) = (op.m as u64, op.k as u64, op.n as u64);
+    // Columns: the weights of a block (cb * k bytes) take half the bytes.
+    let cb = (budget.unit_bytes / (2 * k)).clamp(1, n);
+    // Rows: about 10 fuel per product plus 40 per output element.
+    let per_row = (10 * k + 40) * cb;
+    let rb = (budget.unit_fuel / per_row).clamp(1, m).min((budget.unit_bytes / (2 * k)).max(1));
+    let units = m.div_ceil(rb) * n.div_ceil(cb);
+    let t = |id: usize| p.tensors[id].offset;
+    let r = &op.requant;
+    Scheduled {
+        kernel: KERNEL.name,
+        units: units as u32,
+        descriptor: vec![
+            t(op.a),
+            t(op.w),
+            t(op.bias),
+            t(op.output),
+            t(r.multiplier),
+            t(r.shift),
+            op.m,
+            op.k,
+            op.n,
+            rb as u32,
+            cb as u32,
+            r.zero_point as u32,
+            r.lo as u32,
+            r.hi as u32,
+        ],
+    }
+}
+
+/// The whole product on the memory image.
+pub fn run_native(op: &MatMul, p: &Program, mem: &mut [u8]) {
+    let t = |id: usize| p.tensors[id].offset as usize;
+    let (a, w, bias, out) = (t(op.a), t(op.w), t(op.bias), t(op.output));
+    let (mul, sh) = (t(op.requant.multiplier), t(op.requant.shift));
+    let (m, k, n) = (op.m as usize, op.k as usize, op.n as usize);
+    let r = &op.requant;
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = read_i32(mem, bias + 4 * j);
+            for kk in 0..k {
+                let x = read_i8(mem, a + i * k + kk) as i32;
+                let y = read_i8(mem, w + j * k + kk) as i32;
+                acc = acc.wrapping_add(x * y);
+            }
+            let q = requantize(acc, read_i32(mem, mul + 4 * j), read_i32(mem, sh + 4 * j), r.zero_point, r.lo, r.hi);
+            mem[out + i * n + j] = q as u8;
+        }
+    }
+}
