@@ -1,5 +1,7 @@
-//! `opml-http`: not implemented yet.
+//! # opml-http
 //!
-//! This crate is a placeholder in the workspace layout of `DESIGN.md`; its
-//! work is issue 6. It exports nothing, so nothing can mistake it for
-//! a working component.
+//! The `opml` command line (this crate's binary) and, later, the HTTP
+//! service. The command line offers, locally: `lower` (ONNX to an artifact
+//! directory) and `run` (a task on the wasm or native engine).
+
+pub mod cli;

@@ -18,6 +18,10 @@ use opml_runtime::merkle::MerkleTree;
 use opml_runtime::{Sandbox, StateFields, Status};
 use serde::{Deserialize, Serialize};
 
+fn codegen(e: opml_runtime::SandboxError) -> LowerError {
+    LowerError::Codegen(e.to_string())
+}
+
 /// Where one node ends.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeBoundary {
@@ -63,11 +67,18 @@ pub struct Artifact {
 impl Artifact {
     /// Generates, admits and measures the module of `program`.
     pub fn build(program: Program, options: CodegenOptions) -> Result<Self, LowerError> {
-        let generated = generate(&program, &options)?;
+        let (generated, schedule) = generate(&program, &options)?;
+        {
+            let mut image = vec![0u8; generated.memory_pages as usize * 65536];
+            for (offset, bytes) in &generated.segments {
+                image[*offset as usize..*offset as usize + bytes.len()].copy_from_slice(bytes);
+            }
+            program.validate(&image)?;
+        }
         let mut nodes: Vec<NodeBoundary> = program
             .nodes
             .iter()
-            .zip(&generated.schedule)
+            .zip(&schedule)
             .map(|(n, s)| NodeBoundary {
                 name: n.name.clone(),
                 kind: n.op.kind().into(),
@@ -142,19 +153,28 @@ impl Artifact {
         self.execute_wasm(inputs, true)
     }
 
-    fn execute_wasm(&self, inputs: &[Vec<u8>], check: bool) -> Result<Run, LowerError> {
+    /// A sandbox at step 0 with `inputs` written: the initial state of a task.
+    pub fn sandbox(&self, inputs: &[Vec<u8>]) -> Result<Sandbox, LowerError> {
         self.check_inputs(inputs)?;
-        let codegen = |e: opml_runtime::SandboxError| LowerError::Codegen(e.to_string());
         let mut sb = Sandbox::new(&self.generated.wasm).map_err(codegen)?;
         for (bytes, t) in inputs.iter().zip(&self.program.inputs) {
-            sb.write_input(u64::from(self.program.tensors[*t].offset), bytes).map_err(codegen)?;
+            sb.write_input(u64::from(self.program.tensors[*t].offset), bytes)
+                .map_err(codegen)?;
         }
+        Ok(sb)
+    }
+
+    fn execute_wasm(&self, inputs: &[Vec<u8>], check: bool) -> Result<Run, LowerError> {
+        let mut sb = self.sandbox(inputs)?;
         let mut boundaries = vec![sb.state()];
         for n in &self.nodes {
             while sb.state().step < n.end_step {
                 let s = sb.step().map_err(codegen)?;
                 if let Status::Faulted(f) = s.status {
-                    return Err(LowerError::Codegen(format!("node {} faulted: {f:?} at step {}", n.name, s.step)));
+                    return Err(LowerError::Codegen(format!(
+                        "node {} faulted: {f:?} at step {}",
+                        n.name, s.step
+                    )));
                 }
             }
             let s = sb.state();
@@ -167,7 +187,10 @@ impl Artifact {
             boundaries.push(s);
         }
         if sb.state().status != Status::Halted {
-            return Err(LowerError::Codegen(format!("module did not halt after {} steps", sb.state().step)));
+            return Err(LowerError::Codegen(format!(
+                "module did not halt after {} steps",
+                sb.state().step
+            )));
         }
         Ok(Run {
             boundaries,
@@ -190,7 +213,8 @@ impl Artifact {
             let chunks = (u64::from(pages) * 65536) >> chunk_log2;
             64 - (chunks.max(1) - 1).leading_zeros()
         };
-        let mut tree = MerkleTree::new(depth, 1 << chunk_log2, &mem).map_err(|e| LowerError::Codegen(e.to_string()))?;
+        let mut tree = MerkleTree::new(depth, 1 << chunk_log2, &mem)
+            .map_err(|e| LowerError::Codegen(e.to_string()))?;
         let mut boundaries = vec![StateFields {
             status: Status::Running,
             step: 0,
@@ -201,22 +225,32 @@ impl Artifact {
         let last = self.program.nodes.len() - 1;
         for (k, (node, b)) in self.program.nodes.iter().zip(&self.nodes).enumerate() {
             run_native(&node.op, &self.program, &mut mem)?;
-            mem[NODE_COUNTER as usize..NODE_COUNTER as usize + 4].copy_from_slice(&(k as u32 + 1).to_le_bytes());
-            mem[UNIT_COUNTER as usize..UNIT_COUNTER as usize + 4].copy_from_slice(&0u32.to_le_bytes());
+            mem[NODE_COUNTER as usize..NODE_COUNTER as usize + 4]
+                .copy_from_slice(&(k as u32 + 1).to_le_bytes());
+            mem[UNIT_COUNTER as usize..UNIT_COUNTER as usize + 4]
+                .copy_from_slice(&0u32.to_le_bytes());
             let out = &self.program.tensors[node.op.output()];
             let mut dirty: Vec<u32> = vec![0];
             let (lo, hi) = (out.offset >> chunk_log2, (out.end() - 1) >> chunk_log2);
             dirty.extend((lo.max(1))..=hi);
-            tree.update(&mem, &dirty).map_err(|e| LowerError::Codegen(e.to_string()))?;
+            tree.update(&mem, &dirty)
+                .map_err(|e| LowerError::Codegen(e.to_string()))?;
             boundaries.push(StateFields {
-                status: if k == last { Status::Halted } else { Status::Running },
+                status: if k == last {
+                    Status::Halted
+                } else {
+                    Status::Running
+                },
                 step: b.end_step,
                 fuel: b.end_fuel,
                 memory_pages: pages,
                 memory_root: tree.root(),
             });
         }
-        Ok(Run { boundaries, memory: mem })
+        Ok(Run {
+            boundaries,
+            memory: mem,
+        })
     }
 
     /// Bytes of an output tensor in a run's memory.

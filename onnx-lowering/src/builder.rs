@@ -36,7 +36,13 @@ impl ProgramBuilder {
     }
 
     /// A new tensor with its own bytes.
-    pub fn tensor(&mut self, name: &str, dtype: DType, shape: &[u32], kind: TensorKind) -> TensorId {
+    pub fn tensor(
+        &mut self,
+        name: &str,
+        dtype: DType,
+        shape: &[u32],
+        kind: TensorKind,
+    ) -> TensorId {
         let t = Tensor {
             name: name.into(),
             dtype,
@@ -66,7 +72,11 @@ impl ProgramBuilder {
     /// A view of `of` with another shape and the same bytes.
     pub fn alias(&mut self, of: TensorId, name: &str, shape: &[u32]) -> TensorId {
         let mut t = self.program.tensors[of].clone();
-        assert_eq!(shape.iter().product::<u32>(), t.len(), "alias must keep the element count");
+        assert_eq!(
+            shape.iter().product::<u32>(),
+            t.len(),
+            "alias must keep the element count"
+        );
         t.name = name.into();
         t.shape = shape.to_vec();
         self.program.tensors.push(t);
@@ -113,7 +123,10 @@ impl ProgramBuilder {
 
     /// Appends a node.
     pub fn node(&mut self, name: &str, op: Op) {
-        self.program.nodes.push(Node { name: name.into(), op });
+        self.program.nodes.push(Node {
+            name: name.into(),
+            op,
+        });
     }
 
     /// Marks an existing tensor as a program output.

@@ -15,7 +15,7 @@ use std::fmt::Write;
 use wasm_encoder::{ConstExpr, DataSection, Encode};
 
 /// Options of code generation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CodegenOptions {
     pub budget: Budget,
     /// Fuel cap of one step (a multiple of the unit budget, for headroom).
@@ -42,8 +42,6 @@ impl Default for CodegenOptions {
 #[derive(Clone, Debug)]
 pub struct Generated {
     pub wasm: Vec<u8>,
-    /// Per node: kernel, units and descriptor.
-    pub schedule: Vec<Scheduled>,
     /// Data segments `(offset, bytes)`, in order; with zeros elsewhere they
     /// are the initial memory image.
     pub segments: Vec<(u32, Vec<u8>)>,
@@ -54,8 +52,12 @@ fn align8(x: u32) -> u32 {
     (x + 7) & !7
 }
 
-/// Generates the module of `program`.
-pub fn generate(program: &Program, opts: &CodegenOptions) -> Result<Generated, LowerError> {
+/// Generates the module of `program`, with each node's kernel, units and
+/// descriptor.
+pub fn generate(
+    program: &Program,
+    opts: &CodegenOptions,
+) -> Result<(Generated, Vec<Scheduled>), LowerError> {
     if program.nodes.is_empty() {
         return Err(LowerError::InvalidProgram("program has no nodes".into()));
     }
@@ -68,7 +70,10 @@ pub fn generate(program: &Program, opts: &CodegenOptions) -> Result<Generated, L
     for node in &program.nodes {
         let s = schedule(&node.op, program, &opts.budget)?;
         if s.units == 0 {
-            return Err(LowerError::InvalidProgram(format!("node {} has no work", node.name)));
+            return Err(LowerError::InvalidProgram(format!(
+                "node {} has no work",
+                node.name
+            )));
         }
         let desc_at = desc_base + 4 * desc_words.len() as u32;
         schedule_words.extend([kernel_id(s.kernel), s.units, desc_at, 0]);
@@ -86,29 +91,57 @@ pub fn generate(program: &Program, opts: &CodegenOptions) -> Result<Generated, L
     segments.push((sched_base, words(&schedule_words)));
     segments.push((desc_base, words(&desc_words)));
 
-    let text = module_text(program.nodes.len() as u32, sched_base, pages, opts, &scheduled);
+    let text = module_text(
+        program.nodes.len() as u32,
+        sched_base,
+        pages,
+        opts,
+        &scheduled,
+    );
     let mut wasm = wat::parse_str(&text).map_err(|e| LowerError::Codegen(format!("{e}")))?;
     let mut data = DataSection::new();
     for (offset, bytes) in &segments {
-        data.active(0, &ConstExpr::i32_const(*offset as i32), bytes.iter().copied());
+        data.active(
+            0,
+            &ConstExpr::i32_const(*offset as i32),
+            bytes.iter().copied(),
+        );
     }
     wasm.push(11); // data section id; the code section precedes it
     data.encode(&mut wasm);
-    Ok(Generated {
+    let generated = Generated {
         wasm,
-        schedule: scheduled,
         segments,
         memory_pages: pages,
-    })
+    };
+    Ok((generated, scheduled))
 }
 
-fn module_text(nodes: u32, sched: u32, pages: u32, opts: &CodegenOptions, used: &[Scheduled]) -> String {
+fn module_text(
+    nodes: u32,
+    sched: u32,
+    pages: u32,
+    opts: &CodegenOptions,
+    used: &[Scheduled],
+) -> String {
     let mut t = String::new();
     let _ = writeln!(t, "(module");
     let _ = writeln!(t, "  (memory (export \"memory\") {pages} {pages})");
-    let _ = writeln!(t, "  (global (export \"opml_step_fuel\") i64 (i64.const {}))", opts.step_fuel);
-    let _ = writeln!(t, "  (global (export \"opml_chunk_log2\") i32 (i32.const {}))", opts.chunk_log2);
-    let _ = writeln!(t, "  (global (export \"opml_max_touched\") i32 (i32.const {}))", opts.max_touched);
+    let _ = writeln!(
+        t,
+        "  (global (export \"opml_step_fuel\") i64 (i64.const {}))",
+        opts.step_fuel
+    );
+    let _ = writeln!(
+        t,
+        "  (global (export \"opml_chunk_log2\") i32 (i32.const {}))",
+        opts.chunk_log2
+    );
+    let _ = writeln!(
+        t,
+        "  (global (export \"opml_max_touched\") i32 (i32.const {}))",
+        opts.max_touched
+    );
     // Every kernel is included so that kernel ids are the registry's; an
     // unused kernel costs code, never fuel.
     let _ = used;
@@ -117,8 +150,14 @@ fn module_text(nodes: u32, sched: u32, pages: u32, opts: &CodegenOptions, used: 
     }
     let _ = writeln!(t, "  (func (export \"step\") (result i32)");
     let _ = writeln!(t, "    (local $node i32) (local $unit i32) (local $e i32)");
-    let _ = writeln!(t, "    (local.set $node (i32.load (i32.const {NODE_COUNTER})))");
-    let _ = writeln!(t, "    (local.set $unit (i32.load (i32.const {UNIT_COUNTER})))");
+    let _ = writeln!(
+        t,
+        "    (local.set $node (i32.load (i32.const {NODE_COUNTER})))"
+    );
+    let _ = writeln!(
+        t,
+        "    (local.set $unit (i32.load (i32.const {UNIT_COUNTER})))"
+    );
     let _ = writeln!(
         t,
         "    (local.set $e (i32.add (i32.const {sched}) (i32.shl (local.get $node) (i32.const 4))))"
@@ -129,7 +168,10 @@ fn module_text(nodes: u32, sched: u32, pages: u32, opts: &CodegenOptions, used: 
         let _ = writeln!(t, "    (block $k{i}");
     }
     let labels: String = (0..KERNELS.len()).map(|i| format!("$k{i} ")).collect();
-    let _ = writeln!(t, "      (br_table {labels}$done (i32.load (local.get $e))))");
+    let _ = writeln!(
+        t,
+        "      (br_table {labels}$done (i32.load (local.get $e))))"
+    );
     for (i, k) in KERNELS.iter().enumerate() {
         let _ = writeln!(
             t,
@@ -138,14 +180,26 @@ fn module_text(nodes: u32, sched: u32, pages: u32, opts: &CodegenOptions, used: 
         );
         let _ = i;
     }
-    let _ = writeln!(t, "    (local.set $unit (i32.add (local.get $unit) (i32.const 1)))");
-    let _ = writeln!(t, "    (if (i32.ge_u (local.get $unit) (i32.load offset=4 (local.get $e)))");
+    let _ = writeln!(
+        t,
+        "    (local.set $unit (i32.add (local.get $unit) (i32.const 1)))"
+    );
+    let _ = writeln!(
+        t,
+        "    (if (i32.ge_u (local.get $unit) (i32.load offset=4 (local.get $e)))"
+    );
     let _ = writeln!(
         t,
         "      (then (local.set $unit (i32.const 0)) (local.set $node (i32.add (local.get $node) (i32.const 1)))))"
     );
-    let _ = writeln!(t, "    (i32.store (i32.const {NODE_COUNTER}) (local.get $node))");
-    let _ = writeln!(t, "    (i32.store (i32.const {UNIT_COUNTER}) (local.get $unit))");
+    let _ = writeln!(
+        t,
+        "    (i32.store (i32.const {NODE_COUNTER}) (local.get $node))"
+    );
+    let _ = writeln!(
+        t,
+        "    (i32.store (i32.const {UNIT_COUNTER}) (local.get $unit))"
+    );
     let _ = writeln!(t, "    (i32.lt_u (local.get $node) (i32.const {nodes})))");
     let _ = writeln!(t, ")");
     t

@@ -4,7 +4,11 @@
 #[derive(Debug)]
 pub enum LowerError {
     /// An ONNX node whose op type or attributes the lowering does not cover.
-    Unsupported { node: String, op: String, reason: String },
+    Unsupported {
+        node: String,
+        op: String,
+        reason: String,
+    },
     /// The ONNX file could not be read or analysed.
     Onnx(String),
     /// The IR program is inconsistent (a bug in the import, or a bad hand-built program).

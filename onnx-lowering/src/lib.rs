@@ -10,12 +10,16 @@
 //! artifact runs on either engine with identical node-boundary state roots.
 
 pub mod artifact;
+pub mod artifact_dir;
 pub mod builder;
 pub mod codegen;
 pub mod error;
+pub mod import;
 pub mod ir;
 pub mod layout;
 pub mod ops;
+pub mod quant;
+pub mod validate;
 
 pub use artifact::{Artifact, NodeBoundary, Run};
 pub use error::LowerError;

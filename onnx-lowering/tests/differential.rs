@@ -2,36 +2,12 @@
 //! random programs of every op family.
 
 use opml_lowering::builder::ProgramBuilder;
-use opml_lowering::codegen::CodegenOptions;
 use opml_lowering::ir::{DType, MatMul, Op, TensorKind};
-use opml_lowering::ops::family::Budget;
 use opml_lowering::Artifact;
 use proptest::prelude::*;
 
-/// A deterministic byte stream from a seed (splitmix64).
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn i8s(&mut self, n: usize) -> Vec<i8> {
-        (0..n).map(|_| self.next() as i8).collect()
-    }
-    fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + (self.next() % (hi - lo + 1) as u64) as i64
-    }
-}
-
-fn small_budget() -> CodegenOptions {
-    CodegenOptions {
-        budget: Budget { unit_fuel: 3_000, unit_bytes: 2_048 },
-        ..Default::default()
-    }
-}
+mod common;
+use common::{small_budget, Rng};
 
 /// Two chained matmuls: x[m,k] -> h[m,n] (ReLU) -> y[m,n2].
 fn matmul_chain(m: u32, k: u32, n: u32, n2: u32, seed: u64) -> (Artifact, Vec<u8>) {
@@ -41,25 +17,66 @@ fn matmul_chain(m: u32, k: u32, n: u32, n2: u32, seed: u64) -> (Artifact, Vec<u8
     let w1 = b.const_i8("w1", &[n, k], &rng.i8s((n * k) as usize));
     let bias1: Vec<i32> = (0..n).map(|_| rng.range(-5000, 5000) as i32).collect();
     let bias1 = b.const_i32("b1", &[n], &bias1);
-    let mul: Vec<i32> = (0..n).map(|_| rng.range(1 << 20, (1 << 31) - 1) as i32).collect();
+    let mul: Vec<i32> = (0..n)
+        .map(|_| rng.range(1 << 20, (1 << 31) - 1) as i32)
+        .collect();
     let sh: Vec<i32> = (0..n).map(|_| rng.range(30, 40) as i32).collect();
     let rq1 = b.requant("rq1", &mul, &sh, 0, 0, 127);
     let h = b.tensor("h", DType::I8, &[m, n], TensorKind::Activation);
-    b.node("mm1", Op::MatMul(MatMul { a: x, w: w1, bias: bias1, output: h, m, k, n, requant: rq1 }));
+    b.node(
+        "mm1",
+        Op::MatMul(MatMul {
+            a: x,
+            w: w1,
+            bias: bias1,
+            output: h,
+            m,
+            k,
+            n,
+            requant: rq1,
+        }),
+    );
     let w2 = b.const_i8("w2", &[n2, n], &rng.i8s((n2 * n) as usize));
     let bias2 = b.const_i32("b2", &[n2], &vec![7; n2 as usize]);
-    let rq2 = b.requant("rq2", &vec![1 << 30; n2 as usize], &vec![36; n2 as usize], -3, -128, 127);
+    let rq2 = b.requant(
+        "rq2",
+        &vec![1 << 30; n2 as usize],
+        &vec![36; n2 as usize],
+        -3,
+        -128,
+        127,
+    );
     let y = b.tensor("y", DType::I8, &[m, n2], TensorKind::Output);
-    b.node("mm2", Op::MatMul(MatMul { a: h, w: w2, bias: bias2, output: y, m, k: n, n: n2, requant: rq2 }));
+    b.node(
+        "mm2",
+        Op::MatMul(MatMul {
+            a: h,
+            w: w2,
+            bias: bias2,
+            output: y,
+            m,
+            k: n,
+            n: n2,
+            requant: rq2,
+        }),
+    );
     let artifact = Artifact::build(b.finish(), small_budget()).unwrap();
-    let input = rng.i8s((m * k) as usize).into_iter().map(|v| v as u8).collect();
+    let input = rng
+        .i8s((m * k) as usize)
+        .into_iter()
+        .map(|v| v as u8)
+        .collect();
     (artifact, input)
 }
 
 #[test]
 fn matmul_chain_native_equals_wasm_at_every_boundary() {
     let (a, x) = matmul_chain(5, 33, 17, 9, 1);
-    assert!(a.nodes.iter().all(|n| n.units > 1), "budget splits nodes: {:?}", a.nodes);
+    assert!(
+        a.nodes.iter().all(|n| n.units > 1),
+        "budget splits nodes: {:?}",
+        a.nodes
+    );
     let wasm = a.run_wasm(&[x.clone()]).unwrap();
     let native = a.run_native(&[x]).unwrap();
     assert_eq!(wasm.boundaries, native.boundaries);
@@ -98,4 +115,30 @@ proptest! {
         let native = a.run_native(&[x]).unwrap();
         prop_assert_eq!(wasm.boundaries, native.boundaries);
     }
+}
+
+#[test]
+fn saved_artifact_loads_and_runs_identically() {
+    let (a, x) = matmul_chain(3, 20, 10, 4, 9);
+    let dir = std::env::temp_dir().join(format!("opml-artifact-{}", std::process::id()));
+    a.save(&dir).unwrap();
+    let loaded = Artifact::load(&dir).unwrap();
+    assert_eq!(loaded.wasm(), a.wasm());
+    assert_eq!(loaded.initial_image(), a.initial_image());
+    assert_eq!(
+        loaded.run_native(&[x.clone()]).unwrap(),
+        a.run_native(&[x.clone()]).unwrap()
+    );
+    assert_eq!(
+        loaded.run_wasm(&[x.clone()]).unwrap(),
+        a.run_native(&[x]).unwrap()
+    );
+
+    // A module that does not match its metadata is refused.
+    let mut wasm = std::fs::read(dir.join("module.wasm")).unwrap();
+    let last = wasm.len() - 1;
+    wasm[last] ^= 1;
+    std::fs::write(dir.join("module.wasm"), wasm).unwrap();
+    assert!(Artifact::load(&dir).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -3,10 +3,10 @@
 
 use crate::error::LowerError;
 use crate::ir::{Op, Program};
-use crate::ops::matmul;
+use crate::ops::{conv, elementwise, matmul, pool};
 
 /// How much work one step should do.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Budget {
     /// Target fuel of one unit (one step).
     pub unit_fuel: u64,
@@ -30,30 +30,41 @@ pub struct Scheduled {
 }
 
 /// Every kernel, in kernel-id order.
-pub const KERNELS: &[&Kernel] = &[&matmul::KERNEL];
+pub const KERNELS: &[&Kernel] = &[
+    &matmul::KERNEL,
+    &conv::KERNEL,
+    &pool::KERNEL,
+    &elementwise::ADD_KERNEL,
+    &elementwise::LUT_KERNEL,
+];
 
 /// Kernel id of a kernel name.
 pub fn kernel_id(name: &str) -> u32 {
-    KERNELS.iter().position(|k| k.name == name).expect("registered kernel") as u32
+    KERNELS
+        .iter()
+        .position(|k| k.name == name)
+        .expect("registered kernel") as u32
 }
 
 /// Splits `op` into units and encodes its descriptor.
 pub fn schedule(op: &Op, p: &Program, budget: &Budget) -> Result<Scheduled, LowerError> {
     match op {
-        Op::MatMul(m) => Ok(matmul::schedule(m, p, budget)),
-        other => Err(not_yet(other)),
+        Op::MatMul(o) => Ok(matmul::schedule(o, p, budget)),
+        Op::Conv(o) => Ok(conv::schedule(o, p, budget)),
+        Op::MaxPool(o) => Ok(pool::schedule(o, p, budget)),
+        Op::Add(o) => Ok(elementwise::schedule_add(o, p, budget)),
+        Op::Lut(o) => Ok(elementwise::schedule_lut(o, p, budget)),
     }
-}
-
-fn not_yet(op: &Op) -> LowerError {
-    LowerError::InvalidProgram(format!("no kernel for {} yet", op.kind()))
 }
 
 /// Runs `op` natively on the memory image.
 pub fn run_native(op: &Op, p: &Program, mem: &mut [u8]) -> Result<(), LowerError> {
     match op {
-        Op::MatMul(m) => matmul::run_native(m, p, mem),
-        other => return Err(not_yet(other)),
+        Op::MatMul(o) => matmul::run_native(o, p, mem),
+        Op::Conv(o) => conv::run_native(o, p, mem),
+        Op::MaxPool(o) => pool::run_native(o, p, mem),
+        Op::Add(o) => elementwise::run_add(o, p, mem),
+        Op::Lut(o) => elementwise::run_lut(o, p, mem),
     }
     Ok(())
 }

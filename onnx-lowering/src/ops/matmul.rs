@@ -79,7 +79,9 @@ pub fn schedule(op: &MatMul, p: &Program, budget: &Budget) -> Scheduled {
     let cb = (budget.unit_bytes / (2 * k)).clamp(1, n);
     // Rows: about 10 fuel per product plus 40 per output element.
     let per_row = (10 * k + 40) * cb;
-    let rb = (budget.unit_fuel / per_row).clamp(1, m).min((budget.unit_bytes / (2 * k)).max(1));
+    let rb = (budget.unit_fuel / per_row)
+        .clamp(1, m)
+        .min((budget.unit_bytes / (2 * k)).max(1));
     let units = m.div_ceil(rb) * n.div_ceil(cb);
     let t = |id: usize| p.tensors[id].offset;
     let r = &op.requant;
@@ -120,7 +122,14 @@ pub fn run_native(op: &MatMul, p: &Program, mem: &mut [u8]) {
                 let y = read_i8(mem, w + j * k + kk) as i32;
                 acc = acc.wrapping_add(x * y);
             }
-            let q = requantize(acc, read_i32(mem, mul + 4 * j), read_i32(mem, sh + 4 * j), r.zero_point, r.lo, r.hi);
+            let q = requantize(
+                acc,
+                read_i32(mem, mul + 4 * j),
+                read_i32(mem, sh + 4 * j),
+                r.zero_point,
+                r.lo,
+                r.hi,
+            );
             mem[out + i * n + j] = q as u8;
         }
     }

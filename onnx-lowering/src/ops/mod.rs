@@ -6,6 +6,9 @@
 //! branches depend only on shapes and unit indices), so the fuel of every
 //! step is the same for every input.
 
+pub mod conv;
+pub mod elementwise;
 pub mod family;
-pub mod mem;
 pub mod matmul;
+pub mod mem;
+pub mod pool;

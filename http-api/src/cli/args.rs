@@ -1,0 +1,47 @@
+//! Command-line arguments (clap).
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// opml: verifiable ML inference, the optimistic way.
+#[derive(Debug, Parser)]
+#[command(name = "opml", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a lowered model on an input.
+    Run(RunArgs),
+}
+
+/// Which engine executes a task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Engine {
+    /// Every step in the metered Wasm sandbox.
+    Wasm,
+    /// The native executor of the same integer program.
+    Native,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Artifact directory written by `opml lower`.
+    pub dir: PathBuf,
+    /// Input tensors: .npy (one input), .npz or .json (named after the model's inputs).
+    #[arg(long)]
+    pub input: PathBuf,
+    #[arg(long, value_enum, default_value_t = Engine::Native)]
+    pub engine: Engine,
+    /// Record the run (trace, checkpoints, manifest) into this directory (wasm engine only).
+    #[arg(long)]
+    pub trace: Option<PathBuf>,
+    /// Write the outputs here (.npy for one output, or .json).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+    /// Print a machine-readable report.
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,6 @@
+//! The `opml` command line: one file per verb, plus tensor file I/O.
+
+pub mod args;
+pub mod error;
+pub mod run;
+pub mod tensors;

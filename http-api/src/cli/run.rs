@@ -1,0 +1,175 @@
+//! `opml run`: a task on the wasm or native engine.
+
+use super::args::{Engine, RunArgs};
+use super::error::CliError;
+use super::tensors::{read_inputs, write_outputs, NamedTensor};
+use indicatif::{ProgressBar, ProgressStyle};
+use opml_lowering::quant::{dequantize, quantize};
+use opml_lowering::{Artifact, Run};
+use opml_runtime::recorder::{record, RecordOptions, RecordedRun};
+use serde::Serialize;
+
+/// State at the end of one node.
+#[derive(Debug, Serialize)]
+pub struct NodeRoot {
+    pub node: String,
+    pub step: u64,
+    pub fuel: u64,
+    pub root: String,
+}
+
+/// What `opml run --json` prints.
+#[derive(Debug, Serialize)]
+pub struct RunReport {
+    pub engine: String,
+    pub outputs: Vec<OutputReport>,
+    pub initial_root: String,
+    pub final_root: String,
+    pub status: opml_runtime::Status,
+    pub steps: u64,
+    pub fuel: u64,
+    pub node_roots: Vec<NodeRoot>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OutputReport {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+}
+
+pub fn run(args: &RunArgs) -> Result<RunReport, CliError> {
+    let artifact = Artifact::load(&args.dir)?;
+    let p = &artifact.program;
+    let names: Vec<String> = p
+        .inputs
+        .iter()
+        .map(|t| p.tensors[*t].name.clone())
+        .collect();
+    let tensors = read_inputs(&args.input, &names)?;
+    let inputs = tensors
+        .iter()
+        .zip(&p.inputs)
+        .map(|(t, id)| quantize(&p.tensors[*id], &t.data))
+        .collect::<Result<Vec<_>, _>>()?;
+    let run = match (args.engine, &args.trace) {
+        (Engine::Native, Some(_)) => {
+            return Err(CliError::BadInput(
+                "--trace records the sandbox: use --engine wasm".into(),
+            ))
+        }
+        (Engine::Native, None) => artifact.run_native(&inputs)?,
+        (Engine::Wasm, None) => artifact.run_wasm(&inputs)?,
+        (Engine::Wasm, Some(dir)) => run_recorded(&artifact, &inputs, dir)?,
+    };
+    let outputs: Vec<NamedTensor> = p
+        .outputs
+        .iter()
+        .map(|id| {
+            let t = &p.tensors[*id];
+            NamedTensor {
+                name: t.name.clone(),
+                shape: t.shape.iter().map(|d| *d as usize).collect(),
+                data: dequantize(t, artifact.output(&run, *id)),
+            }
+        })
+        .collect();
+    if let Some(path) = &args.output {
+        write_outputs(path, &outputs)?;
+    }
+    Ok(report(&artifact, args.engine, &run, outputs))
+}
+
+fn run_recorded(
+    artifact: &Artifact,
+    inputs: &[Vec<u8>],
+    dir: &std::path::Path,
+) -> Result<Run, CliError> {
+    let failed = |e: &dyn std::fmt::Display| CliError::Failed(e.to_string());
+    let mut sb = artifact.sandbox(inputs)?;
+    let total = artifact.nodes.last().map_or(0, |n| n.end_step);
+    let bar = ProgressBar::new(total).with_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} steps {elapsed_precise}")
+            .unwrap_or(ProgressStyle::default_bar()),
+    );
+    let manifest = record(&mut sb, dir, &RecordOptions::default(), |s| {
+        bar.set_position(s.step)
+    })
+    .map_err(|e| failed(&e))?;
+    bar.finish_and_clear();
+    let mut recorded = RecordedRun::open(dir, sb.program().clone()).map_err(|e| failed(&e))?;
+    let mut boundaries = vec![recorded.rebuild(0).map_err(|e| failed(&e))?.state()];
+    for n in &artifact.nodes {
+        let root = recorded.root_at(n.end_step).map_err(|e| failed(&e))?;
+        let state = if n.end_step == manifest.steps {
+            manifest.final_state
+        } else {
+            recorded
+                .rebuild(n.end_step)
+                .map_err(|e| failed(&e))?
+                .state()
+        };
+        if state.hash() != root {
+            return Err(CliError::Failed(format!(
+                "trace disagrees at the end of node {}",
+                n.name
+            )));
+        }
+        boundaries.push(state);
+    }
+    Ok(Run {
+        boundaries,
+        memory: sb.memory().to_vec(),
+    })
+}
+
+fn report(artifact: &Artifact, engine: Engine, run: &Run, outputs: Vec<NamedTensor>) -> RunReport {
+    let last = run.last();
+    RunReport {
+        engine: format!("{engine:?}").to_lowercase(),
+        outputs: outputs
+            .into_iter()
+            .map(|o| OutputReport {
+                name: o.name,
+                shape: o.shape,
+                values: o.data,
+            })
+            .collect(),
+        initial_root: hex::encode(run.boundaries[0].hash()),
+        final_root: hex::encode(last.hash()),
+        status: last.status,
+        steps: last.step,
+        fuel: last.fuel,
+        node_roots: artifact
+            .nodes
+            .iter()
+            .zip(&run.boundaries[1..])
+            .map(|(n, s)| NodeRoot {
+                node: n.name.clone(),
+                step: s.step,
+                fuel: s.fuel,
+                root: hex::encode(s.hash()),
+            })
+            .collect(),
+    }
+}
+
+/// Human-readable report.
+pub fn print(r: &RunReport) {
+    println!("engine      {}", r.engine);
+    for o in &r.outputs {
+        println!("output      {} {:?} = {:?}", o.name, o.shape, o.values);
+    }
+    println!(
+        "status      {:?} after {} steps, {} fuel",
+        r.status, r.steps, r.fuel
+    );
+    println!("initial     {}", r.initial_root);
+    for n in &r.node_roots {
+        println!(
+            "node        {:<24} step {:>8} fuel {:>12} root {}",
+            n.node, n.step, n.fuel, n.root
+        );
+    }
+    println!("final root  {}", r.final_root);
+}

@@ -1,0 +1,230 @@
+//! Reading input tensors (`.npy`, `.npz`, `.json`) and writing outputs.
+//!
+//! * `.npy`: the single input of a one-input model.
+//! * `.npz`: one array per model input, named after it.
+//! * `.json`: `{"<input name>": [numbers, ...]}` (flat or nested arrays), or
+//!   `{"<input name>": {"shape": [...], "data": [...]}}`.
+//!
+//! Values are read as `f32` (npy dtypes f4, f8, i1..i8, u1..u8 are converted).
+//! Sizes are bounded by the model: a file must hold exactly the elements the
+//! input takes.
+
+use super::error::CliError;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Most bytes of an input file read.
+pub const MAX_INPUT_FILE: u64 = 1 << 30;
+
+/// A named f32 tensor.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NamedTensor {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+fn bad(e: impl std::fmt::Display) -> CliError {
+    CliError::BadInput(e.to_string())
+}
+
+fn npy_to_f32<R: std::io::Read>(npy: npyz::NpyFile<R>) -> Result<(Vec<usize>, Vec<f32>), CliError> {
+    use npyz::{DType, TypeChar};
+    let shape: Vec<usize> = npy.shape().iter().map(|d| *d as usize).collect();
+    let dtype = npy.dtype();
+    let data = match &dtype {
+        DType::Plain(t) => match (t.type_char(), t.size_field()) {
+            (TypeChar::Float, 4) => npy.into_vec::<f32>().map_err(bad)?,
+            (TypeChar::Float, 8) => npy
+                .into_vec::<f64>()
+                .map_err(bad)?
+                .into_iter()
+                .map(|v| v as f32)
+                .collect(),
+            (TypeChar::Int, 1) => npy
+                .into_vec::<i8>()
+                .map_err(bad)?
+                .into_iter()
+                .map(f32::from)
+                .collect(),
+            (TypeChar::Int, 2) => npy
+                .into_vec::<i16>()
+                .map_err(bad)?
+                .into_iter()
+                .map(f32::from)
+                .collect(),
+            (TypeChar::Int, 4) => npy
+                .into_vec::<i32>()
+                .map_err(bad)?
+                .into_iter()
+                .map(|v| v as f32)
+                .collect(),
+            (TypeChar::Int, 8) => npy
+                .into_vec::<i64>()
+                .map_err(bad)?
+                .into_iter()
+                .map(|v| v as f32)
+                .collect(),
+            (TypeChar::Uint, 1) => npy
+                .into_vec::<u8>()
+                .map_err(bad)?
+                .into_iter()
+                .map(f32::from)
+                .collect(),
+            (TypeChar::Uint, 2) => npy
+                .into_vec::<u16>()
+                .map_err(bad)?
+                .into_iter()
+                .map(f32::from)
+                .collect(),
+            _ => return Err(bad(format!("unsupported npy dtype {dtype:?}"))),
+        },
+        other => return Err(bad(format!("unsupported npy dtype {other:?}"))),
+    };
+    Ok((shape, data))
+}
+
+fn check_size(path: &Path) -> Result<(), CliError> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| bad(format!("{}: {e}", path.display())))?
+        .len();
+    if len > MAX_INPUT_FILE {
+        return Err(bad(format!(
+            "{}: {len} bytes exceeds the limit of {MAX_INPUT_FILE}",
+            path.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Reads the tensors named `names` (the model's inputs, in order) from `path`.
+pub fn read_inputs(path: &Path, names: &[String]) -> Result<Vec<NamedTensor>, CliError> {
+    check_size(path)?;
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "npy" => {
+            if names.len() != 1 {
+                return Err(bad(format!(
+                    "the model takes {} inputs: use .npz or .json",
+                    names.len()
+                )));
+            }
+            let bytes = std::fs::read(path).map_err(bad)?;
+            let (shape, data) = npy_to_f32(npyz::NpyFile::new(&bytes[..]).map_err(bad)?)?;
+            Ok(vec![NamedTensor {
+                name: names[0].clone(),
+                shape,
+                data,
+            }])
+        }
+        "npz" => {
+            let mut npz = npyz::npz::NpzArchive::open(path).map_err(bad)?;
+            names
+                .iter()
+                .map(|n| {
+                    let npy = npz.by_name(n).map_err(bad)?.ok_or_else(|| {
+                        bad(format!("{} has no array named {n:?}", path.display()))
+                    })?;
+                    let (shape, data) = npy_to_f32(npy)?;
+                    Ok(NamedTensor {
+                        name: n.clone(),
+                        shape,
+                        data,
+                    })
+                })
+                .collect()
+        }
+        "json" => {
+            let text = std::fs::read_to_string(path).map_err(bad)?;
+            let v: serde_json::Value = serde_json::from_str(&text).map_err(bad)?;
+            let obj = v
+                .as_object()
+                .ok_or_else(|| bad("JSON input must be an object of named tensors"))?;
+            names
+                .iter()
+                .map(|n| {
+                    let t = obj
+                        .get(n)
+                        .ok_or_else(|| bad(format!("JSON input has no tensor {n:?}")))?;
+                    let data_v = t.get("data").unwrap_or(t);
+                    let mut data = Vec::new();
+                    flatten(data_v, &mut data, 0)?;
+                    let shape = match t.get("shape") {
+                        Some(s) => serde_json::from_value(s.clone()).map_err(bad)?,
+                        None => vec![data.len()],
+                    };
+                    Ok(NamedTensor {
+                        name: n.clone(),
+                        shape,
+                        data,
+                    })
+                })
+                .collect()
+        }
+        _ => Err(bad(format!(
+            "{}: input must be .npy, .npz or .json",
+            path.display()
+        ))),
+    }
+}
+
+fn flatten(v: &serde_json::Value, out: &mut Vec<f32>, depth: usize) -> Result<(), CliError> {
+    if depth > 16 {
+        return Err(bad("JSON tensor nested deeper than 16"));
+    }
+    match v {
+        serde_json::Value::Number(n) => {
+            out.push(n.as_f64().ok_or_else(|| bad("bad number"))? as f32);
+            Ok(())
+        }
+        serde_json::Value::Array(a) => a.iter().try_for_each(|x| flatten(x, out, depth + 1)),
+        other => Err(bad(format!("tensor values must be numbers, got {other}"))),
+    }
+}
+
+/// Writes outputs: `.npy` for one output, `.json` for any number.
+pub fn write_outputs(path: &Path, outputs: &[NamedTensor]) -> Result<(), CliError> {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "npy" if outputs.len() == 1 => {
+            let o = &outputs[0];
+            let shape: Vec<u64> = o.shape.iter().map(|d| *d as u64).collect();
+            let file = std::fs::File::create(path).map_err(|e| CliError::Failed(e.to_string()))?;
+            use npyz::WriterBuilder;
+            let mut w = npyz::WriteOptions::<f32>::new()
+                .default_dtype()
+                .shape(&shape)
+                .writer(std::io::BufWriter::new(file))
+                .begin_nd()
+                .map_err(|e| CliError::Failed(e.to_string()))?;
+            w.extend(o.data.iter().copied())
+                .map_err(|e| CliError::Failed(e.to_string()))?;
+            w.finish().map_err(|e| CliError::Failed(e.to_string()))
+        }
+        "json" => {
+            let map: BTreeMap<&str, serde_json::Value> = outputs
+                .iter()
+                .map(|o| {
+                    (
+                        o.name.as_str(),
+                        serde_json::json!({"shape": o.shape, "data": o.data}),
+                    )
+                })
+                .collect();
+            std::fs::write(path, serde_json::to_vec_pretty(&map).unwrap_or_default())
+                .map_err(|e| CliError::Failed(e.to_string()))
+        }
+        _ => Err(bad(format!(
+            "{}: output must be .npy (one output) or .json",
+            path.display()
+        ))),
+    }
+}

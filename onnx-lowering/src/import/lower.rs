@@ -1,0 +1,372 @@
+//! From the float plan and its calibrated ranges to the integer program.
+//!
+//! Scales: every input and every output of a conv, matmul, sum or table is
+//! symmetric `i8` with `scale = max |x| / 127` (zero point 0); max pooling
+//! and aliases keep their input's scale (the maximum commutes with a
+//! monotone quantization, an alias is the same bytes). Weights are
+//! per-output-channel symmetric `i8`, biases `i32` in the accumulator's
+//! scale, and requantization multiplies by `s_in * s_w[oc] / s_out`.
+
+use super::plan::{Plan, Step, ValueId};
+use super::quantize::{
+    act_scale, add_multipliers, multiplier, quantize_bias, quantize_rows, round_clamp,
+};
+use crate::builder::ProgramBuilder;
+use crate::error::LowerError;
+use crate::ir::{self, DType, Op, Program, TensorId, TensorKind};
+use opml_runtime::limits::{MAX_PAGES, PAGE_SIZE};
+
+/// The integer program with the quantization of its inputs and outputs.
+pub struct Lowered {
+    pub program: Program,
+    pub input_quant: Vec<(f32, i32)>,
+    pub output_quant: Vec<(f32, i32)>,
+}
+
+/// Bytes the tensors may take: the sandbox's memory, less room for the
+/// schedule.
+pub const MAX_TENSOR_BYTES: u64 = MAX_PAGES as u64 * PAGE_SIZE - (1 << 20);
+
+fn err(name: &str, op: &str, reason: impl Into<String>) -> LowerError {
+    LowerError::Unsupported {
+        node: name.into(),
+        op: op.into(),
+        reason: reason.into(),
+    }
+}
+
+struct Lowering<'a> {
+    plan: &'a Plan,
+    b: ProgramBuilder,
+    scales: Vec<f32>,
+    tensors: Vec<Option<TensorId>>,
+    /// Values that are (through aliases) model outputs.
+    output_roots: Vec<bool>,
+}
+
+impl Lowering<'_> {
+    fn room(&self, name: &str, elements: usize, size: u64) -> Result<(), LowerError> {
+        let bytes = (elements as u64).saturating_mul(size);
+        if u64::from(self.b.end()) + bytes + 8 > MAX_TENSOR_BYTES {
+            return Err(err(
+                name,
+                "memory",
+                "the model's tensors do not fit in the sandbox's memory",
+            ));
+        }
+        Ok(())
+    }
+
+    fn shape(&self, v: ValueId) -> Vec<u32> {
+        self.plan.values[v]
+            .shape
+            .iter()
+            .map(|d| *d as u32)
+            .collect()
+    }
+
+    fn tensor(&self, v: ValueId) -> TensorId {
+        self.tensors[v].expect("values are defined before they are read")
+    }
+
+    /// A new `i8` tensor for value `v`, with its scale.
+    fn define(&mut self, v: ValueId, kind: TensorKind) -> Result<TensorId, LowerError> {
+        let value = &self.plan.values[v];
+        self.room(&value.name, value.len(), 1)?;
+        let kind = if self.output_roots[v] {
+            TensorKind::Output
+        } else {
+            kind
+        };
+        let t = self.b.tensor(&value.name, DType::I8, &self.shape(v), kind);
+        self.b.set_quant(t, self.scales[v], 0);
+        self.tensors[v] = Some(t);
+        Ok(t)
+    }
+
+    fn const_i8(
+        &mut self,
+        name: &str,
+        shape: &[usize],
+        data: &[i8],
+    ) -> Result<TensorId, LowerError> {
+        self.room(name, data.len(), 1)?;
+        Ok(self.b.const_i8(
+            name,
+            &shape.iter().map(|d| *d as u32).collect::<Vec<_>>(),
+            data,
+        ))
+    }
+
+    fn const_i32(&mut self, name: &str, data: &[i32]) -> Result<TensorId, LowerError> {
+        self.room(name, data.len(), 4)?;
+        Ok(self.b.const_i32(name, &[data.len() as u32], data))
+    }
+
+    /// Weights, biases and requantization of a linear step.
+    #[allow(clippy::too_many_arguments)]
+    fn linear(
+        &mut self,
+        name: &str,
+        op: &str,
+        (input, output): (ValueId, ValueId),
+        weight: &[f64],
+        wshape: &[usize],
+        bias: &[f64],
+        relu: bool,
+    ) -> Result<(TensorId, TensorId, ir::Requant), LowerError> {
+        let (s_in, s_out) = (self.scales[input], self.scales[output]);
+        let channels = bias.len();
+        let (wq, sw) = quantize_rows(weight, channels);
+        let k = weight.len() / channels.max(1);
+        let bq = quantize_bias(bias, s_in, &sw, k).map_err(|e| err(name, op, e))?;
+        let (mut mul, mut sh) = (Vec::with_capacity(channels), Vec::with_capacity(channels));
+        for s_w in &sw {
+            let (m, s) = multiplier(f64::from(s_in) * s_w / f64::from(s_out))
+                .map_err(|e| err(name, op, e))?;
+            mul.push(m);
+            sh.push(s);
+        }
+        let w = self.const_i8(&format!("{name}.weight"), wshape, &wq)?;
+        let bias = self.const_i32(&format!("{name}.bias"), &bq)?;
+        self.room(name, 2 * channels, 4)?;
+        let (lo, hi) = if relu { (0, 127) } else { (-128, 127) };
+        let rq = self.b.requant(name, &mul, &sh, 0, lo, hi);
+        Ok((w, bias, rq))
+    }
+
+    fn step(&mut self, step: &Step) -> Result<(), LowerError> {
+        if let Step::Alias { input, output } = step {
+            let t = self.tensor(*input);
+            let shape = self.shape(*output);
+            let a = self.b.alias(t, &self.plan.values[*output].name, &shape);
+            self.tensors[*output] = Some(a);
+            return Ok(());
+        }
+        let out_v = step.output();
+        let op = match step {
+            Step::Conv {
+                name,
+                input,
+                weight,
+                wshape,
+                bias,
+                stride,
+                pad,
+                dilation,
+                group,
+                relu,
+                ..
+            } => {
+                let (w, b, rq) =
+                    self.linear(name, "Conv", (*input, out_v), weight, wshape, bias, *relu)?;
+                Op::Conv(ir::Conv {
+                    input: self.tensor(*input),
+                    weight: w,
+                    bias: b,
+                    output: self.define(out_v, TensorKind::Activation)?,
+                    stride: stride.map(|v| v as u32),
+                    pad: pad.map(|v| v as u32),
+                    dilation: dilation.map(|v| v as u32),
+                    group: *group as u32,
+                    requant: rq,
+                })
+            }
+            Step::MatMul {
+                name,
+                input,
+                weight,
+                bias,
+                m,
+                k,
+                n,
+                relu,
+                ..
+            } => {
+                let (w, b, rq) = self.linear(
+                    name,
+                    "MatMul",
+                    (*input, out_v),
+                    weight,
+                    &[*n, *k],
+                    bias,
+                    *relu,
+                )?;
+                Op::MatMul(ir::MatMul {
+                    a: self.tensor(*input),
+                    w,
+                    bias: b,
+                    output: self.define(out_v, TensorKind::Activation)?,
+                    m: *m as u32,
+                    k: *k as u32,
+                    n: *n as u32,
+                    requant: rq,
+                })
+            }
+            Step::MaxPool {
+                input,
+                kernel,
+                stride,
+                pad,
+                ..
+            } => Op::MaxPool(ir::MaxPool {
+                input: self.tensor(*input),
+                output: self.define(out_v, TensorKind::Activation)?,
+                kernel: kernel.map(|v| v as u32),
+                stride: stride.map(|v| v as u32),
+                pad: pad.map(|v| v as u32),
+            }),
+            Step::Add {
+                name,
+                a,
+                b,
+                negate_b,
+                relu,
+                ..
+            } => {
+                let s_out = f64::from(self.scales[out_v]);
+                let sign = if *negate_b { -1.0 } else { 1.0 };
+                let (ra, rb) = (
+                    f64::from(self.scales[*a]) / s_out,
+                    sign * f64::from(self.scales[*b]) / s_out,
+                );
+                let (ma, mb, s) = add_multipliers(ra, rb).map_err(|e| err(name, "Add", e))?;
+                Op::Add(ir::Add {
+                    a: self.tensor(*a),
+                    b: self.tensor(*b),
+                    output: self.define(out_v, TensorKind::Activation)?,
+                    a_multiplier: ma,
+                    b_multiplier: mb,
+                    shift: s,
+                    zero_point: 0,
+                    lo: if *relu { 0 } else { -128 },
+                    hi: 127,
+                })
+            }
+            Step::Pointwise {
+                name, input, expr, ..
+            } => {
+                let (s_in, s_out) = (
+                    f64::from(self.scales[*input]),
+                    f64::from(self.scales[out_v]),
+                );
+                let table: Vec<i8> = (0..=255u8)
+                    .map(|i| {
+                        round_clamp(expr.eval(f64::from(i as i8) * s_in) / s_out, -128, 127) as i8
+                    })
+                    .collect();
+                Op::Lut(ir::Lut {
+                    input: self.tensor(*input),
+                    table: self.const_i8(&format!("{name}.table"), &[256], &table)?,
+                    output: self.define(out_v, TensorKind::Activation)?,
+                })
+            }
+            Step::Alias { .. } => unreachable!("handled above"),
+        };
+        let name = match step {
+            Step::Conv { name, .. }
+            | Step::MatMul { name, .. }
+            | Step::MaxPool { name, .. }
+            | Step::Add { name, .. }
+            | Step::Pointwise { name, .. } => name,
+            Step::Alias { .. } => unreachable!("handled above"),
+        };
+        self.b.node(name, op);
+        Ok(())
+    }
+}
+
+/// Rejects a plan whose tensors cannot fit in the sandbox's memory, before
+/// calibration allocates anything for them.
+pub fn check_size(plan: &Plan) -> Result<(), LowerError> {
+    let len = |v: ValueId| plan.values[v].len() as u64;
+    let mut bytes: u64 = plan.inputs.iter().map(|v| len(*v)).sum();
+    for step in &plan.steps {
+        bytes = bytes.saturating_add(match step {
+            Step::Alias { .. } => 0,
+            Step::Conv { weight, bias, .. } | Step::MatMul { weight, bias, .. } => {
+                len(step.output()) + weight.len() as u64 + 12 * bias.len() as u64
+            }
+            Step::Pointwise { .. } => len(step.output()) + 256,
+            _ => len(step.output()),
+        });
+    }
+    if bytes > MAX_TENSOR_BYTES {
+        return Err(err(
+            "model",
+            "memory",
+            format!("{bytes} bytes of tensors do not fit in the sandbox's {MAX_TENSOR_BYTES}"),
+        ));
+    }
+    Ok(())
+}
+
+/// Lowers `plan` with the calibrated `max |x|` of every value.
+pub fn lower(plan: &Plan, ranges: &[f64]) -> Result<Lowered, LowerError> {
+    let n = plan.values.len();
+    let mut alias_of: Vec<Option<ValueId>> = vec![None; n];
+    let mut scales: Vec<f32> = ranges.iter().map(|r| act_scale(*r)).collect();
+    for step in &plan.steps {
+        match step {
+            Step::MaxPool { input, output, .. } | Step::Alias { input, output } => {
+                scales[*output] = scales[*input];
+                if let Step::Alias { .. } = step {
+                    alias_of[*output] = Some(*input);
+                }
+            }
+            _ => {}
+        }
+    }
+    let root = |mut v: ValueId| {
+        while let Some(u) = alias_of[v] {
+            v = u;
+        }
+        v
+    };
+    let mut output_roots = vec![false; n];
+    for o in &plan.outputs {
+        let r = root(*o);
+        if plan.inputs.contains(&r) {
+            return Err(err(
+                &plan.values[*o].name,
+                "Output",
+                "a model output is a model input",
+            ));
+        }
+        output_roots[r] = true;
+    }
+    for v in &plan.values {
+        if v.shape.iter().any(|d| *d > u32::MAX as usize) || v.len() as u64 > MAX_TENSOR_BYTES {
+            return Err(err(&v.name, "memory", "tensor too large"));
+        }
+    }
+    let mut l = Lowering {
+        plan,
+        b: ProgramBuilder::new(),
+        scales,
+        tensors: vec![None; n],
+        output_roots,
+    };
+    for v in &plan.inputs {
+        l.define(*v, TensorKind::Input)?;
+    }
+    for step in &plan.steps {
+        l.step(step)?;
+    }
+    let tensors = l.tensors;
+    let scales = l.scales;
+    let mut program = l.b.finish();
+    program.outputs = plan
+        .outputs
+        .iter()
+        .map(|v| tensors[*v].expect("outputs are defined"))
+        .collect();
+    for t in &program.outputs {
+        program.tensors[*t].kind = TensorKind::Output;
+    }
+    Ok(Lowered {
+        input_quant: plan.inputs.iter().map(|v| (scales[*v], 0)).collect(),
+        output_quant: plan.outputs.iter().map(|v| (scales[*v], 0)).collect(),
+        program,
+    })
+}

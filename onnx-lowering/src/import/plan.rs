@@ -1,0 +1,277 @@
+//! The float plan: what the analysis of the tract model finds, before
+//! quantization. Every step maps to one IR node (or, for an alias, to
+//! none); weights are `f64` copies of the model's `f32` constants with any
+//! absorbed per-channel scaling and offsets applied.
+
+use super::mathfn;
+
+/// Index of a value in [`Plan::values`].
+pub type ValueId = usize;
+
+/// A tensor of the plan.
+#[derive(Clone, Debug)]
+pub struct Value {
+    pub name: String,
+    pub shape: Vec<usize>,
+}
+
+impl Value {
+    pub fn len(&self) -> usize {
+        self.shape.iter().fold(1, |a, d| a.saturating_mul(*d))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One step of the plan.
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// 2-D convolution, weights `[OC, C/group, KH, KW]`.
+    Conv {
+        name: String,
+        input: ValueId,
+        output: ValueId,
+        weight: Vec<f64>,
+        wshape: [usize; 4],
+        bias: Vec<f64>,
+        stride: [usize; 2],
+        /// top, left, bottom, right
+        pad: [usize; 4],
+        dilation: [usize; 2],
+        group: usize,
+        relu: bool,
+    },
+    /// `out[i, j] = bias[j] + sum_k a[i, k] w[j, k]`, weights `[n, k]`.
+    MatMul {
+        name: String,
+        input: ValueId,
+        output: ValueId,
+        weight: Vec<f64>,
+        bias: Vec<f64>,
+        m: usize,
+        k: usize,
+        n: usize,
+        relu: bool,
+    },
+    /// Max pooling over the last two axes (padding ignored).
+    MaxPool {
+        name: String,
+        input: ValueId,
+        output: ValueId,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        pad: [usize; 4],
+    },
+    /// `out = a + sign * b`.
+    Add {
+        name: String,
+        a: ValueId,
+        b: ValueId,
+        output: ValueId,
+        negate_b: bool,
+        relu: bool,
+    },
+    /// An element-wise function of one tensor.
+    Pointwise {
+        name: String,
+        input: ValueId,
+        output: ValueId,
+        expr: Expr,
+    },
+    /// The same bytes with another shape.
+    Alias { input: ValueId, output: ValueId },
+}
+
+impl Step {
+    pub fn output(&self) -> ValueId {
+        match self {
+            Step::Conv { output, .. }
+            | Step::MatMul { output, .. }
+            | Step::MaxPool { output, .. }
+            | Step::Add { output, .. }
+            | Step::Pointwise { output, .. }
+            | Step::Alias { output, .. } => *output,
+        }
+    }
+
+    pub fn inputs(&self) -> Vec<ValueId> {
+        match self {
+            Step::Conv { input, .. }
+            | Step::MatMul { input, .. }
+            | Step::MaxPool { input, .. }
+            | Step::Pointwise { input, .. }
+            | Step::Alias { input, .. } => vec![*input],
+            Step::Add { a, b, .. } => vec![*a, *b],
+        }
+    }
+}
+
+/// The whole plan.
+#[derive(Clone, Debug, Default)]
+pub struct Plan {
+    pub values: Vec<Value>,
+    pub steps: Vec<Step>,
+    pub inputs: Vec<ValueId>,
+    pub outputs: Vec<ValueId>,
+}
+
+impl Plan {
+    pub fn value(&mut self, name: &str, shape: &[usize]) -> ValueId {
+        self.values.push(Value {
+            name: name.into(),
+            shape: shape.to_vec(),
+        });
+        self.values.len() - 1
+    }
+}
+
+/// A function of one real number.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum UnFn {
+    Sigmoid,
+    Tanh,
+    Exp,
+    Ln,
+    Erf,
+    Gelu,
+    GeluTanh(i32),
+    Silu,
+    HardSwish,
+    LeakyRelu(f64),
+    Abs,
+    Neg,
+    Square,
+    Sqrt,
+    Recip,
+    Rsqrt,
+    Floor,
+    Ceil,
+    /// Half away from zero.
+    Round,
+    RoundEven,
+    Sign,
+    Pow(f64),
+}
+
+/// A function of two real numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinFn {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Max,
+    Min,
+    Pow,
+}
+
+/// An element-wise expression of one variable.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Expr {
+    Var,
+    Const(f64),
+    Un(UnFn, Box<Expr>),
+    Bin(BinFn, Box<Expr>, Box<Expr>),
+}
+
+fn round_even(x: f64) -> f64 {
+    let r = x.round();
+    if (x - x.trunc()).abs() == 0.5 && r % 2.0 != 0.0 {
+        r - x.signum()
+    } else {
+        r
+    }
+}
+
+impl UnFn {
+    pub fn eval(self, x: f64) -> f64 {
+        match self {
+            UnFn::Sigmoid => mathfn::sigmoid(x),
+            UnFn::Tanh => mathfn::tanh(x),
+            UnFn::Exp => mathfn::exp(x),
+            UnFn::Ln => mathfn::ln(x),
+            UnFn::Erf => mathfn::erf(x),
+            UnFn::Gelu => mathfn::gelu(x),
+            UnFn::GeluTanh(p) => mathfn::gelu_tanh(x, p),
+            UnFn::Silu => x * mathfn::sigmoid(x),
+            UnFn::HardSwish => x * (x / 6.0 + 0.5).clamp(0.0, 1.0),
+            UnFn::LeakyRelu(a) => {
+                if x >= 0.0 {
+                    x
+                } else {
+                    a * x
+                }
+            }
+            UnFn::Abs => x.abs(),
+            UnFn::Neg => -x,
+            UnFn::Square => x * x,
+            UnFn::Sqrt => x.sqrt(),
+            UnFn::Recip => 1.0 / x,
+            UnFn::Rsqrt => 1.0 / x.sqrt(),
+            UnFn::Floor => x.floor(),
+            UnFn::Ceil => x.ceil(),
+            UnFn::Round => x.round(),
+            UnFn::RoundEven => round_even(x),
+            UnFn::Sign => {
+                if x > 0.0 {
+                    1.0
+                } else if x < 0.0 {
+                    -1.0
+                } else {
+                    0.0
+                }
+            }
+            UnFn::Pow(e) => mathfn::pow(x, e),
+        }
+    }
+}
+
+impl BinFn {
+    pub fn eval(self, a: f64, b: f64) -> f64 {
+        match self {
+            BinFn::Add => a + b,
+            BinFn::Sub => a - b,
+            BinFn::Mul => a * b,
+            BinFn::Div => a / b,
+            BinFn::Max => a.max(b),
+            BinFn::Min => a.min(b),
+            BinFn::Pow => mathfn::pow(a, b),
+        }
+    }
+}
+
+impl Expr {
+    pub fn eval(&self, x: f64) -> f64 {
+        match self {
+            Expr::Var => x,
+            Expr::Const(c) => *c,
+            Expr::Un(f, e) => f.eval(e.eval(x)),
+            Expr::Bin(f, a, b) => f.eval(a.eval(x), b.eval(x)),
+        }
+    }
+
+    /// Number of nodes of the expression tree.
+    pub fn size(&self) -> usize {
+        match self {
+            Expr::Var | Expr::Const(_) => 1,
+            Expr::Un(_, e) => 1 + e.size(),
+            Expr::Bin(_, a, b) => 1 + a.size() + b.size(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_rules() {
+        assert_eq!(round_even(2.5), 2.0);
+        assert_eq!(round_even(-2.5), -2.0);
+        assert_eq!(round_even(3.5), 4.0);
+        assert_eq!(round_even(-0.4), -0.0);
+        assert_eq!(UnFn::Round.eval(-2.5), -3.0);
+    }
+}

@@ -1,0 +1,248 @@
+//! Checks that a [`Program`] is well formed: every tensor id in range,
+//! shapes and types consistent with each op's spec, parameters within the
+//! IR's bounds, tensors inside memory, and the requantization constants
+//! (read from the initial memory image) in range. A program read from disk
+//! is hostile input: [`Program::validate`] runs before any engine touches it,
+//! so the native kernels can index memory without further checks.
+
+use crate::error::LowerError;
+use crate::ir::{DType, Op, Program, Requant, TensorId};
+use crate::ops::mem::read_i32;
+
+fn bad(node: &str, what: impl std::fmt::Display) -> LowerError {
+    LowerError::InvalidProgram(format!("node {node}: {what}"))
+}
+
+/// Output size of a convolution or pooling window along one axis.
+pub fn window_out(
+    input: u32,
+    kernel: u32,
+    stride: u32,
+    pad_a: u32,
+    pad_b: u32,
+    dilation: u32,
+) -> Option<u32> {
+    let span = dilation
+        .checked_mul(kernel.checked_sub(1)?)?
+        .checked_add(1)?;
+    let padded = input.checked_add(pad_a)?.checked_add(pad_b)?;
+    if stride == 0 || padded < span {
+        return None;
+    }
+    Some((padded - span) / stride + 1)
+}
+
+impl Program {
+    /// Validates the program against its initial memory image.
+    pub fn validate(&self, image: &[u8]) -> Result<(), LowerError> {
+        let mem = image.len() as u64;
+        for t in &self.tensors {
+            let elems = t
+                .shape
+                .iter()
+                .try_fold(1u64, |a, d| a.checked_mul(u64::from(*d)));
+            let end = elems
+                .and_then(|e| e.checked_mul(u64::from(t.dtype.size())))
+                .and_then(|b| b.checked_add(u64::from(t.offset)));
+            if end.is_none_or(|e| e > mem) {
+                return Err(LowerError::InvalidProgram(format!(
+                    "tensor {} lies outside memory",
+                    t.name
+                )));
+            }
+        }
+        for &id in self.inputs.iter().chain(&self.outputs) {
+            self.get(id, "program", "input/output")?;
+        }
+        for c in &self.constants {
+            let t = self.get(c.tensor, "program", "constant")?;
+            if !c.bytes.is_empty() && c.bytes.len() != t.bytes() as usize {
+                return Err(LowerError::InvalidProgram(format!(
+                    "constant {} has the wrong size",
+                    t.name
+                )));
+            }
+        }
+        if self.nodes.is_empty() {
+            return Err(LowerError::InvalidProgram("program has no nodes".into()));
+        }
+        for n in &self.nodes {
+            self.validate_op(&n.name, &n.op, image)?;
+        }
+        Ok(())
+    }
+
+    fn get(&self, id: TensorId, node: &str, what: &str) -> Result<&crate::ir::Tensor, LowerError> {
+        self.tensors
+            .get(id)
+            .ok_or_else(|| bad(node, format!("{what} tensor {id} does not exist")))
+    }
+
+    fn expect(
+        &self,
+        node: &str,
+        what: &str,
+        id: TensorId,
+        dtype: DType,
+        len: u64,
+    ) -> Result<(), LowerError> {
+        let t = self.get(id, node, what)?;
+        if t.dtype != dtype || u64::from(t.len()) != len {
+            return Err(bad(
+                node,
+                format!(
+                    "{what} {} must be {dtype:?} with {len} elements, is {:?} {:?}",
+                    t.name, t.dtype, t.shape
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn expect_requant(
+        &self,
+        node: &str,
+        r: &Requant,
+        channels: u64,
+        image: &[u8],
+    ) -> Result<(), LowerError> {
+        self.expect(node, "multiplier", r.multiplier, DType::I32, channels)?;
+        self.expect(node, "shift", r.shift, DType::I32, channels)?;
+        if !(-128..=127).contains(&r.lo) || !(-128..=127).contains(&r.hi) || r.lo > r.hi {
+            return Err(bad(
+                node,
+                format!("clamp {}..={} is not an i8 range", r.lo, r.hi),
+            ));
+        }
+        if !(-128..=127).contains(&r.zero_point) {
+            return Err(bad(node, "zero point outside i8"));
+        }
+        let (m, s) = (
+            self.tensors[r.multiplier].offset as usize,
+            self.tensors[r.shift].offset as usize,
+        );
+        for c in 0..channels as usize {
+            if read_i32(image, m + 4 * c) < 0 || !(1..=62).contains(&read_i32(image, s + 4 * c)) {
+                return Err(bad(
+                    node,
+                    format!("requantization of channel {c} out of range"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn validate_op(&self, node: &str, op: &Op, image: &[u8]) -> Result<(), LowerError> {
+        let shape = |id: TensorId, what: &str| -> Result<Vec<u64>, LowerError> {
+            Ok(self
+                .get(id, node, what)?
+                .shape
+                .iter()
+                .map(|d| u64::from(*d))
+                .collect())
+        };
+        match op {
+            Op::MatMul(o) => {
+                let (m, k, n) = (u64::from(o.m), u64::from(o.k), u64::from(o.n));
+                if k == 0 || m == 0 || n == 0 || k * 127 * 127 > i32::MAX as u64 / 2 {
+                    return Err(bad(node, "matmul dimensions out of range"));
+                }
+                self.expect(node, "input", o.a, DType::I8, m * k)?;
+                self.expect(node, "weight", o.w, DType::I8, n * k)?;
+                self.expect(node, "bias", o.bias, DType::I32, n)?;
+                self.expect(node, "output", o.output, DType::I8, m * n)?;
+                self.expect_requant(node, &o.requant, n, image)
+            }
+            Op::Conv(o) => {
+                let (i, w) = (shape(o.input, "input")?, shape(o.weight, "weight")?);
+                let out = shape(o.output, "output")?;
+                if i.len() != 4 || w.len() != 4 || out.len() != 4 || i[0] != 1 || out[0] != 1 {
+                    return Err(bad(node, "conv tensors must be 4-D with batch 1"));
+                }
+                let g = u64::from(o.group);
+                if g == 0 || i[1] % g != 0 || w[0] % g != 0 || w[1] * g != i[1] || out[1] != w[0] {
+                    return Err(bad(node, "conv channels and groups do not match"));
+                }
+                let oh = window_out(
+                    i[2] as u32,
+                    w[2] as u32,
+                    o.stride[0],
+                    o.pad[0],
+                    o.pad[2],
+                    o.dilation[0],
+                );
+                let ow = window_out(
+                    i[3] as u32,
+                    w[3] as u32,
+                    o.stride[1],
+                    o.pad[1],
+                    o.pad[3],
+                    o.dilation[1],
+                );
+                if oh.map(u64::from) != Some(out[2])
+                    || ow.map(u64::from) != Some(out[3])
+                    || o.dilation.contains(&0)
+                {
+                    return Err(bad(
+                        node,
+                        "conv output shape does not follow from input, kernel and strides",
+                    ));
+                }
+                if w[1] * w[2] * w[3] * 127 * 127 > i32::MAX as u64 / 2 {
+                    return Err(bad(node, "conv reduction too long for i32 accumulation"));
+                }
+                self.expect(node, "input", o.input, DType::I8, i.iter().product())?;
+                self.expect(node, "weight", o.weight, DType::I8, w.iter().product())?;
+                self.expect(node, "bias", o.bias, DType::I32, w[0])?;
+                self.expect(node, "output", o.output, DType::I8, out.iter().product())?;
+                self.expect_requant(node, &o.requant, w[0], image)
+            }
+            Op::MaxPool(o) => {
+                let (i, out) = (shape(o.input, "input")?, shape(o.output, "output")?);
+                if i.len() != 4 || out.len() != 4 || i[0] != 1 || out[0] != 1 || i[1] != out[1] {
+                    return Err(bad(
+                        node,
+                        "maxpool tensors must be 4-D with batch 1 and equal channels",
+                    ));
+                }
+                if o.pad[0] >= o.kernel[0]
+                    || o.pad[2] >= o.kernel[0]
+                    || o.pad[1] >= o.kernel[1]
+                    || o.pad[3] >= o.kernel[1]
+                {
+                    return Err(bad(node, "maxpool padding must be smaller than the kernel"));
+                }
+                let oh = window_out(i[2] as u32, o.kernel[0], o.stride[0], o.pad[0], o.pad[2], 1);
+                let ow = window_out(i[3] as u32, o.kernel[1], o.stride[1], o.pad[1], o.pad[3], 1);
+                if oh.map(u64::from) != Some(out[2]) || ow.map(u64::from) != Some(out[3]) {
+                    return Err(bad(
+                        node,
+                        "maxpool output shape does not follow from input and kernel",
+                    ));
+                }
+                self.expect(node, "input", o.input, DType::I8, i.iter().product())?;
+                self.expect(node, "output", o.output, DType::I8, out.iter().product())
+            }
+            Op::Add(o) => {
+                let n = u64::from(self.get(o.output, node, "output")?.len());
+                self.expect(node, "a", o.a, DType::I8, n)?;
+                self.expect(node, "b", o.b, DType::I8, n)?;
+                self.expect(node, "output", o.output, DType::I8, n)?;
+                if !(1..=62).contains(&o.shift)
+                    || o.lo > o.hi
+                    || !(-128..=127).contains(&o.lo)
+                    || !(-128..=127).contains(&o.hi)
+                {
+                    return Err(bad(node, "add shift or clamp out of range"));
+                }
+                Ok(())
+            }
+            Op::Lut(o) => {
+                let n = u64::from(self.get(o.output, node, "output")?.len());
+                self.expect(node, "input", o.input, DType::I8, n)?;
+                self.expect(node, "output", o.output, DType::I8, n)?;
+                self.expect(node, "table", o.table, DType::I8, 256)
+            }
+        }
+    }
+}
