@@ -4,8 +4,16 @@ export CARGO_TERM_COLOR ?= never
 
 .PHONY: run test bench fmt clippy check-no-std fuzz
 
-## The main job on the embedded default (see README.md).
+OPML = $(CARGO) run --locked -q -p opml-http --bin opml --
+DEMO = target/demo
+
+## The main job on the embedded default (see README.md): lower the digits
+## CNN fixture, run it in the sandbox (recording a trace) and natively (the
+## node-boundary roots agree), then prove and verify single steps.
 run:
+	$(OPML) lower fixtures/digits_cnn/model.onnx --out $(DEMO)/digits
+	$(OPML) run $(DEMO)/digits --input fixtures/digits_cnn/sample_input.npy --engine wasm --trace $(DEMO)/trace
+	$(OPML) run $(DEMO)/digits --input fixtures/digits_cnn/sample_input.npy --engine native
 	$(CARGO) run --locked -q -p opml-runtime --example demo
 
 ## Everything CI checks.

@@ -2,8 +2,9 @@
 //! program. Runs outside the sandbox: the task input committed on-chain is
 //! the quantized bytes, so this float code never affects consensus.
 //!
-//! `q = clamp(round(x / scale) + zero_point, -128, 127)` with `round`
-//! rounding half away from zero; `x = scale * (q - zero_point)`.
+//! `q = clamp(round(x / scale) + zero_point, -128, 127)`, computed in `f64`
+//! with `round` rounding half away from zero (the rule the import uses for
+//! weights and biases too); `x = scale * (q - zero_point)`.
 
 use crate::error::LowerError;
 use crate::ir::{DType, Tensor};
@@ -37,7 +38,7 @@ pub fn quantize(t: &Tensor, values: &[f32]) -> Result<Vec<u8>, LowerError> {
                     t.name
                 )));
             }
-            let q = (x / scale).round() as i64 + i64::from(t.zero_point);
+            let q = (f64::from(*x) / f64::from(scale)).round() as i64 + i64::from(t.zero_point);
             Ok(q.clamp(-128, 127) as i8 as u8)
         })
         .collect()

@@ -48,8 +48,8 @@ fn argmax(v: &[f32]) -> usize {
 }
 
 fn run(a: &Artifact, imp: &Imported, x: &[f32]) -> Vec<f32> {
-    let run = a.run_native(&[quantize_input(imp, 0, x)]).unwrap();
-    dequantize_output(imp, 0, a.output(&run, a.program.outputs[0]))
+    let run = a.run_native(&[quantize_input(imp, 0, x).unwrap()]).unwrap();
+    dequantize_output(imp, 0, a.output(&run, a.program.outputs[0])).unwrap()
 }
 
 fn digits_import(calibration: Option<usize>) -> (Imported, Artifact) {
@@ -120,7 +120,7 @@ fn digits_cnn_matches_onnxruntime_body() {
         }
     }
     for x in images.chunks(64).step_by(450) {
-        let input = vec![quantize_input(&imp, 0, x)];
+        let input = vec![quantize_input(&imp, 0, x).unwrap()];
         let (w, n) = (a.run_wasm(&input).unwrap(), a.run_native(&input).unwrap());
         assert_eq!(w.roots(), n.roots());
         assert_eq!(w.memory, n.memory);
@@ -375,7 +375,7 @@ fn mlp_with_residual_and_sigmoid_body() {
             .iter()
             .zip(&q)
             .fold(worst, |m, (a, b)| m.max((a - b).abs()));
-        let input = vec![quantize_input(&imp, 0, &x)];
+        let input = vec![quantize_input(&imp, 0, &x).unwrap()];
         assert_eq!(
             a.run_wasm(&input).unwrap().roots(),
             a.run_native(&input).unwrap().roots()
@@ -524,7 +524,7 @@ fn small_cnn_matches_tract_body() {
             .iter()
             .zip(&got)
             .fold(worst, |m, (w, g)| m.max((w - g).abs() / range));
-        let input = vec![quantize_input(&imp, 0, &x)];
+        let input = vec![quantize_input(&imp, 0, &x).unwrap()];
         assert_eq!(
             a.run_wasm(&input).unwrap().roots(),
             a.run_native(&input).unwrap().roots()

@@ -13,8 +13,31 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Lower an ONNX model to an artifact directory (module.wasm, meta.json).
+    Lower(LowerArgs),
     /// Run a lowered model on an input.
     Run(RunArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LowerArgs {
+    /// The ONNX model.
+    pub model: PathBuf,
+    /// Artifact directory to write (replaced atomically).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Fix an input's shape: NAME=1x3x32x32 (repeatable).
+    #[arg(long)]
+    pub input_shape: Vec<String>,
+    /// Calibration data (.npz or .npy; first axis = samples) for a one-input model.
+    #[arg(long)]
+    pub calibrate: Option<PathBuf>,
+    /// The array of the calibration .npz to use, if it holds several.
+    #[arg(long)]
+    pub calibrate_array: Option<String>,
+    /// Print a machine-readable report.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Which engine executes a task.

@@ -2,5 +2,6 @@
 
 pub mod args;
 pub mod error;
+pub mod lower;
 pub mod run;
 pub mod tensors;

@@ -186,6 +186,26 @@ fn flatten(v: &serde_json::Value, out: &mut Vec<f32>, depth: usize) -> Result<()
     }
 }
 
+/// Every array of an `.npz` (sorted by name), or the one of an `.npy`.
+pub fn read_all(path: &Path) -> Result<Vec<NamedTensor>, CliError> {
+    check_size(path)?;
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    match ext.as_str() {
+        "npy" => read_inputs(path, &["data".to_string()]),
+        "npz" => {
+            let npz = npyz::npz::NpzArchive::open(path).map_err(bad)?;
+            let mut names: Vec<String> = npz.array_names().map(String::from).collect();
+            names.sort();
+            read_inputs(path, &names)
+        }
+        _ => Err(bad(format!("{}: expected .npy or .npz", path.display()))),
+    }
+}
+
 /// Writes outputs: `.npy` for one output, `.json` for any number.
 pub fn write_outputs(path: &Path, outputs: &[NamedTensor]) -> Result<(), CliError> {
     let ext = path

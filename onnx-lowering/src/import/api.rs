@@ -27,7 +27,6 @@
 
 use super::calibrate;
 use super::load::{guarded, load};
-use super::quantize::round_clamp;
 use super::report::ImportReport;
 use crate::error::LowerError;
 use crate::ir::Program;
@@ -52,6 +51,9 @@ pub struct Imported {
     pub input_quant: Vec<(f32, i32)>,
     /// Per program output: (scale, zero point).
     pub output_quant: Vec<(f32, i32)>,
+    /// With calibration data: the float (f64) outputs of every calibration
+    /// sample (samples x outputs x values), for accuracy reports.
+    pub reference: Option<Vec<Vec<Vec<f64>>>>,
 }
 
 /// Imports the ONNX model at `model_path`.
@@ -69,6 +71,16 @@ pub fn import(model_path: &Path, opts: &ImportOptions) -> Result<Imported, Lower
             }
         };
         let ranges = calibrate::calibrate(&plan, samples)?;
+        // With real calibration data, keep the float outputs so that callers
+        // can report the integer model's agreement with f32 on it.
+        let reference = match &opts.calibration {
+            Some(s) => Some(
+                s.iter()
+                    .map(|x| calibrate::evaluate(&plan, x))
+                    .collect::<Result<Vec<_>, _>>()?,
+            ),
+            None => None,
+        };
         let lowered = super::lower::lower(&plan, &ranges)?;
         let report = ImportReport {
             onnx_ops: loaded.onnx_ops.clone(),
@@ -86,34 +98,36 @@ pub fn import(model_path: &Path, opts: &ImportOptions) -> Result<Imported, Lower
             report,
             input_quant: lowered.input_quant,
             output_quant: lowered.output_quant,
+            reference,
         })
     })
 }
 
-/// The `i8` bytes of input `idx`: `q = clamp(round(x / scale) + zp, -128,
-/// 127)`, computed in `f64`, rounding half away from zero (NaN gives `zp`).
-///
-/// # Panics
-/// If `idx` is not an input of the program.
-pub fn quantize_input(imported: &Imported, idx: usize, values: &[f32]) -> Vec<u8> {
-    let (scale, zp) = imported.input_quant[idx];
-    values
-        .iter()
-        .map(|x| {
-            let q = round_clamp(f64::from(*x) / f64::from(scale), -1 << 20, 1 << 20) + zp;
-            q.clamp(-128, 127) as i8 as u8
-        })
-        .collect()
+/// The `i8` bytes of input `idx` ([`crate::quant::quantize`] with the
+/// input tensor's scale).
+pub fn quantize_input(
+    imported: &Imported,
+    idx: usize,
+    values: &[f32],
+) -> Result<Vec<u8>, LowerError> {
+    let p = &imported.program;
+    let t = p
+        .inputs
+        .get(idx)
+        .ok_or_else(|| LowerError::BadInput(format!("the model has no input {idx}")))?;
+    crate::quant::quantize(&p.tensors[*t], values)
 }
 
-/// The real values of output `idx` from its `i8` bytes: `(q - zp) * scale`.
-///
-/// # Panics
-/// If `idx` is not an output of the program.
-pub fn dequantize_output(imported: &Imported, idx: usize, bytes: &[u8]) -> Vec<f32> {
-    let (scale, zp) = imported.output_quant[idx];
-    bytes
-        .iter()
-        .map(|b| (i32::from(*b as i8) - zp) as f32 * scale)
-        .collect()
+/// The real values of output `idx` ([`crate::quant::dequantize`]).
+pub fn dequantize_output(
+    imported: &Imported,
+    idx: usize,
+    bytes: &[u8],
+) -> Result<Vec<f32>, LowerError> {
+    let p = &imported.program;
+    let t = p
+        .outputs
+        .get(idx)
+        .ok_or_else(|| LowerError::BadInput(format!("the model has no output {idx}")))?;
+    Ok(crate::quant::dequantize(&p.tensors[*t], bytes))
 }

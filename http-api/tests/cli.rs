@@ -1,0 +1,108 @@
+//! The `opml` binary end to end on the digits CNN fixture: lower, run on both
+//! engines (identical roots), record a trace, and reject bad input with the
+//! bad-input exit code.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/digits_cnn")
+}
+
+fn opml(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_opml"))
+        .args(args)
+        .output()
+        .expect("run opml");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn json(s: &str) -> serde_json::Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+#[test]
+fn lower_then_run_on_both_engines_gives_identical_roots() {
+    let tmp = std::env::temp_dir().join(format!("opml-cli-{}", std::process::id()));
+    let art = tmp.join("digits");
+    let model = fixtures().join("model.onnx");
+    let (code, out, err) = opml(&[
+        "lower",
+        model.to_str().unwrap(),
+        "--out",
+        art.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    let report = json(&out);
+    assert_eq!(report["nodes"].as_array().unwrap().len(), 5);
+    assert!(art.join("module.wasm").exists() && art.join("meta.json").exists());
+
+    let input = fixtures().join("sample_input.npy");
+    let run = |engine: &str, extra: &[&str]| {
+        let mut args = vec![
+            "run",
+            art.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--engine",
+            engine,
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let (code, out, err) = opml(&args);
+        assert_eq!(code, 0, "{err}");
+        json(&out)
+    };
+    let native = run("native", &[]);
+    let trace = tmp.join("trace");
+    let wasm = run("wasm", &["--trace", trace.to_str().unwrap()]);
+    assert_eq!(native["final_root"], wasm["final_root"]);
+    assert_eq!(native["node_roots"], wasm["node_roots"]);
+    assert_eq!(native["outputs"], wasm["outputs"]);
+    assert!(trace.join("manifest.json").exists());
+
+    // The sample is a 0: the dequantized logits' arg-max says so.
+    let logits: Vec<f64> = native["outputs"][0]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    let best = logits
+        .iter()
+        .enumerate()
+        .fold(0, |b, (i, v)| if *v > logits[b] { i } else { b });
+    assert_eq!(best, 0, "{logits:?}");
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
+
+#[test]
+fn bad_input_exits_with_code_2_and_a_clear_message() {
+    let tmp = std::env::temp_dir().join(format!("opml-cli-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp).unwrap();
+    let garbage = tmp.join("garbage.onnx");
+    std::fs::write(&garbage, b"definitely not protobuf").unwrap();
+    let (code, _, err) = opml(&[
+        "lower",
+        garbage.to_str().unwrap(),
+        "--out",
+        tmp.join("x").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("opml:"), "{err}");
+    assert!(!tmp.join("x").exists(), "nothing is written half-way");
+
+    let (code, _, err) = opml(&[
+        "run",
+        tmp.to_str().unwrap(),
+        "--input",
+        garbage.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0, "{err}");
+    std::fs::remove_dir_all(&tmp).unwrap();
+}
