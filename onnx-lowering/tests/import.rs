@@ -708,3 +708,21 @@ fn corrupted_files_never_panic() {
         assert!(failed > 0);
     })
 }
+
+/// The third-party PaddleOCR classifier (MobileNetV3) is not covered yet:
+/// the import must say which node stops it, not panic or write anything.
+#[test]
+fn third_party_ocr_model_names_the_first_unsupported_node() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures/third_party/ch_ppocr_mobile_v2.0_cls_infer.onnx");
+    let opts = ImportOptions {
+        input_shapes: vec![("x".into(), vec![1, 3, 48, 192])],
+        calibration: None,
+    };
+    match import(&path, &opts) {
+        Err(LowerError::Unsupported { node, op, reason }) => {
+            assert!(!node.is_empty() && !op.is_empty() && !reason.is_empty());
+        }
+        other => panic!("expected Unsupported, got {:?}", other.map(|i| i.report)),
+    }
+}
