@@ -28,55 +28,32 @@ fn bad(e: impl std::fmt::Display) -> CliError {
     CliError::BadInput(e.to_string())
 }
 
+fn cast<T: npyz::Deserialize, R: std::io::Read>(
+    npy: npyz::NpyFile<R>,
+    f: impl Fn(T) -> f32,
+) -> Result<Vec<f32>, CliError> {
+    Ok(npy
+        .into_vec::<T>()
+        .map_err(bad)?
+        .into_iter()
+        .map(f)
+        .collect())
+}
+
 fn npy_to_f32<R: std::io::Read>(npy: npyz::NpyFile<R>) -> Result<(Vec<usize>, Vec<f32>), CliError> {
     use npyz::{DType, TypeChar};
     let shape: Vec<usize> = npy.shape().iter().map(|d| *d as usize).collect();
     let dtype = npy.dtype();
     let data = match &dtype {
         DType::Plain(t) => match (t.type_char(), t.size_field()) {
-            (TypeChar::Float, 4) => npy.into_vec::<f32>().map_err(bad)?,
-            (TypeChar::Float, 8) => npy
-                .into_vec::<f64>()
-                .map_err(bad)?
-                .into_iter()
-                .map(|v| v as f32)
-                .collect(),
-            (TypeChar::Int, 1) => npy
-                .into_vec::<i8>()
-                .map_err(bad)?
-                .into_iter()
-                .map(f32::from)
-                .collect(),
-            (TypeChar::Int, 2) => npy
-                .into_vec::<i16>()
-                .map_err(bad)?
-                .into_iter()
-                .map(f32::from)
-                .collect(),
-            (TypeChar::Int, 4) => npy
-                .into_vec::<i32>()
-                .map_err(bad)?
-                .into_iter()
-                .map(|v| v as f32)
-                .collect(),
-            (TypeChar::Int, 8) => npy
-                .into_vec::<i64>()
-                .map_err(bad)?
-                .into_iter()
-                .map(|v| v as f32)
-                .collect(),
-            (TypeChar::Uint, 1) => npy
-                .into_vec::<u8>()
-                .map_err(bad)?
-                .into_iter()
-                .map(f32::from)
-                .collect(),
-            (TypeChar::Uint, 2) => npy
-                .into_vec::<u16>()
-                .map_err(bad)?
-                .into_iter()
-                .map(f32::from)
-                .collect(),
+            (TypeChar::Float, 4) => cast(npy, |v: f32| v)?,
+            (TypeChar::Float, 8) => cast(npy, |v: f64| v as f32)?,
+            (TypeChar::Int, 1) => cast(npy, |v: i8| f32::from(v))?,
+            (TypeChar::Int, 2) => cast(npy, |v: i16| f32::from(v))?,
+            (TypeChar::Int, 4) => cast(npy, |v: i32| v as f32)?,
+            (TypeChar::Int, 8) => cast(npy, |v: i64| v as f32)?,
+            (TypeChar::Uint, 1) => cast(npy, |v: u8| f32::from(v))?,
+            (TypeChar::Uint, 2) => cast(npy, |v: u16| f32::from(v))?,
             _ => return Err(bad(format!("unsupported npy dtype {dtype:?}"))),
         },
         other => return Err(bad(format!("unsupported npy dtype {other:?}"))),
