@@ -225,3 +225,58 @@ pub fn write_outputs(path: &Path, outputs: &[NamedTensor]) -> Result<(), CliErro
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn temp(ext: &str, bytes: &[u8]) -> std::path::PathBuf {
+        let n = std::sync::atomic::AtomicUsize::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "opml-tensors-{}-{}-{:?}.{ext}",
+            std::process::id(),
+            n.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            std::thread::current().id()
+        ));
+        std::fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    #[test]
+    fn json_inputs_flat_nested_and_with_shape() {
+        let p = temp(
+            "json",
+            br#"{"x": [[1, 2], [3, 4.5]], "y": {"shape": [1, 2], "data": [5, 6]}}"#,
+        );
+        let t = read_inputs(&p, &["x".into(), "y".into()]).unwrap();
+        assert_eq!(t[0].data, vec![1.0, 2.0, 3.0, 4.5]);
+        assert_eq!(
+            (t[1].shape.clone(), t[1].data.clone()),
+            (vec![1, 2], vec![5.0, 6.0])
+        );
+        assert!(matches!(
+            read_inputs(&p, &["z".into()]),
+            Err(CliError::BadInput(_))
+        ));
+        std::fs::remove_file(p).unwrap();
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048), ext in 0usize..3) {
+            let ext = ["npy", "npz", "json"][ext];
+            let p = temp(ext, &bytes);
+            // A panic fails the case; what is read must be self-consistent.
+            let r = read_inputs(&p, &["input".into()]);
+            std::fs::remove_file(&p).unwrap();
+            if let Ok(t) = r {
+                prop_assert_eq!(t.len(), 1);
+                if ext != "json" {
+                    prop_assert_eq!(t[0].shape.iter().product::<usize>(), t[0].data.len());
+                }
+            }
+        }
+    }
+}
