@@ -16,12 +16,17 @@
 //!   variants add, and it does not depend on the wasmi version either.
 //! * **Memory accounting**, which differs:
 //!   - [`Variant::Fast`] (the prover's per-step path) keeps the real linear
-//!     memory and, after every successful load or store, writes a 1 into a
-//!     second memory (`__opml_marks`): byte `c` for a read of chunk `c`, byte
-//!     `max_chunks + c` for a write. An access marks the chunks of its first
-//!     and last byte. The sandbox reads the marks after each step, so it knows
-//!     exactly which chunks the step read and wrote without trusting the
-//!     module (the module cannot name the second memory).
+//!     memory and, after every successful access, writes a 1 into a second
+//!     memory (`__opml_marks`) of three regions of `max_chunks` bytes: a load
+//!     marks the chunk of its first byte in region R; a store marks the chunk
+//!     of its first byte in region W and, if wider than a byte, the chunk of
+//!     its last byte in region L. The sandbox reads the marks after each
+//!     step: the step *touched* R ∪ W (counted against the module's
+//!     `max_touched`), and *wrote* W ∪ L (rehashed). The chunk of a wide
+//!     load's last byte is not marked: it is not counted against the limit
+//!     and the step does not change it, so the fast path needs no mark for it
+//!     (the proof still carries it, see [`crate::vmem`]). The module cannot
+//!     name the second memory, so the marks cannot be forged.
 //!   - [`Variant::Virtual`] (the verifier, and the prover when it records a
 //!     proof) has no linear memory at all: every load, store, `memory.size`
 //!     and `memory.grow` becomes a call of a host function in module `opml`
@@ -50,6 +55,10 @@ pub const FUEL_GLOBAL: &str = "__opml_fuel";
 pub const OOF_GLOBAL: &str = "__opml_oof";
 /// Export name of the access-marks memory (fast variant).
 pub const MARKS_MEMORY: &str = "__opml_marks";
+
+/// Regions of the marks memory: first-byte reads, first-byte writes,
+/// last-byte writes, each `max_chunks` bytes.
+pub const MARK_REGIONS: u64 = 3;
 
 /// Which executable variant to build.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -417,7 +426,7 @@ pub fn instrument(
             shared: false,
             page_size_log2: None,
         });
-        let marks_pages = (2 * layout.max_chunks)
+        let marks_pages = (MARK_REGIONS * layout.max_chunks)
             .div_ceil(crate::limits::PAGE_SIZE)
             .max(1);
         memories.memory(MemoryType {
@@ -590,11 +599,15 @@ fn emit_access(
                 .instruction(&Instruction::Call(k as u32));
         }
         Variant::Fast => {
-            let (bytes, base) = match op {
-                HostOp::Load { bytes, .. } => {
+            let mc = layout.max_chunks;
+            let log2 = layout.chunk_log2;
+            match op {
+                HostOp::Load { .. } => {
                     f.instruction(&Instruction::LocalTee(t_addr));
                     f.instruction(&original(memarg));
-                    (bytes, 0u64)
+                    // The access succeeded, so addr + offset + bytes <= memory
+                    // size < 2^32 and the wrapping i32 arithmetic is exact.
+                    emit_mark(f, t_addr, offset, 0, log2);
                 }
                 HostOp::Store { ty, bytes } => {
                     let tv = if ty == Width::I32 { t_v32 } else { t_v64 };
@@ -602,21 +615,13 @@ fn emit_access(
                         .instruction(&Instruction::LocalTee(t_addr))
                         .instruction(&Instruction::LocalGet(tv));
                     f.instruction(&original(memarg));
-                    (bytes, layout.max_chunks)
+                    emit_mark(f, t_addr, offset, mc, log2);
+                    if bytes > 1 {
+                        let last = offset.wrapping_add(u32::from(bytes) - 1);
+                        emit_mark(f, t_addr, last, 2 * mc, log2);
+                    }
                 }
-                HostOp::Size | HostOp::Grow => unreachable!("not an access"),
-            };
-            // The access succeeded, so addr + offset + bytes <= memory size
-            // < 2^32 and the wrapping i32 arithmetic below is exact.
-            emit_mark(f, t_addr, offset, base, layout.chunk_log2);
-            if bytes > 1 {
-                emit_mark(
-                    f,
-                    t_addr,
-                    offset.wrapping_add(u32::from(bytes) - 1),
-                    base,
-                    layout.chunk_log2,
-                );
+                HostOp::Size | HostOp::Grow => {}
             }
         }
     }

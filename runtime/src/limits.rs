@@ -9,10 +9,12 @@
 //! | `opml_max_touched`  | i32  | no       | distinct chunks one step may read or write (default: 32 KiB worth) |
 //!
 //! The memory's declared maximum (required) bounds its growth and fixes the
-//! depth of the Merkle tree. Admission rejects values outside the bounds
-//! below, so every one-step proof of an admitted module is at most
-//! `max_touched * (chunk size + 4) + max_touched * depth * 32` bytes plus a
-//! fixed header.
+//! depth of the Merkle tree. `max_touched` counts the chunks holding the
+//! first byte of the step's accesses; a proof also carries the chunk after
+//! each of them when an access straddles a boundary, so it holds at most
+//! `2 * max_touched` chunks: at most `2 * max_touched * (chunk size + 8) +
+//! 2 * max_touched * depth * 32` bytes plus a fixed header. Admission
+//! rejects values outside the bounds below.
 
 /// Largest memory a module may declare, in 64 KiB pages (1 GiB).
 pub const MAX_PAGES: u32 = 16_384;

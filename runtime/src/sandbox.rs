@@ -4,7 +4,8 @@
 //! Each step runs the fast variant (see [`crate::instrument`]). Afterwards
 //! the sandbox reads the read/write marks of the step, clears them, and
 //! rehashes exactly the chunks the step wrote (plus their Merkle paths). A
-//! step that touched more distinct chunks than the module allows becomes the
+//! step that touched more distinct chunks (counted by the first byte of each
+//! access, see [`crate::instrument`]) than the module allows becomes the
 //! terminal `Faulted(TouchLimit)` state, whose memory and fuel are those
 //! before the step.
 //!
@@ -336,32 +337,40 @@ impl Sandbox {
     }
 
     /// Reads and clears the marks of the chunks below `n`; returns the
-    /// written chunks and the number of distinct touched chunks. Scans in
+    /// written chunks (first- or last-byte write marks) and the number of
+    /// distinct touched chunks (first-byte read or write marks). Scans in
     /// blocks of 64 marks, so a step that touched little costs about
     /// `n / 64` block tests.
     fn take_marks(&mut self, n: u64, max_chunks: u64) -> (Vec<u32>, usize) {
         const BLOCK: usize = 64;
+        let mc = max_chunks as usize;
         let marks = self.marks.data_mut(&mut self.store);
-        let (reads, writes) = marks.split_at_mut(max_chunks as usize);
+        let (reads, rest) = marks.split_at_mut(mc);
+        let (first_writes, last_writes) = rest.split_at_mut(mc);
         let n = n as usize;
         let mut written = Vec::new();
         let mut touched = 0usize;
         let mut lo = 0usize;
         while lo < n {
             let hi = (lo + BLOCK).min(n);
-            let (r, w) = (&mut reads[lo..hi], &mut writes[lo..hi]);
-            if r.iter().chain(w.iter()).all(|b| *b == 0) {
+            let (r, w, l) = (
+                &mut reads[lo..hi],
+                &mut first_writes[lo..hi],
+                &mut last_writes[lo..hi],
+            );
+            if r.iter().chain(w.iter()).chain(l.iter()).all(|b| *b == 0) {
                 lo = hi;
                 continue;
             }
-            for (i, (rb, wb)) in r.iter().zip(w.iter()).enumerate() {
-                touched += usize::from(*rb != 0 || *wb != 0);
-                if *wb != 0 {
+            for i in 0..hi - lo {
+                touched += usize::from(r[i] != 0 || w[i] != 0);
+                if w[i] != 0 || l[i] != 0 {
                     written.push((lo + i) as u32);
                 }
             }
             r.fill(0);
             w.fill(0);
+            l.fill(0);
             lo = hi;
         }
         (written, touched)
@@ -409,7 +418,12 @@ impl Sandbox {
         let used = limits.step_fuel.saturating_sub(meter.left(&store));
         let host = store.into_data();
         let indices: Vec<u32> = host.backing.pre.keys().copied().collect();
-        let lemmas = self.tree.multiproof(&indices)?;
+        // A step that touches no memory is proven by its pre-state alone.
+        let lemmas = if indices.is_empty() {
+            Vec::new()
+        } else {
+            self.tree.multiproof(&indices)?
+        };
         let proof = OneStepProof {
             version: PROOF_VERSION,
             pre,
@@ -421,7 +435,10 @@ impl Sandbox {
                 .collect(),
             lemmas,
         };
-        let next_step = pre.step + 1;
+        let next_step = pre
+            .step
+            .checked_add(1)
+            .ok_or_else(|| internal("step counter overflow"))?;
         let post = match end {
             StepEnd::Host(HostStop::TouchLimit) => StateFields {
                 status: Status::Faulted(Fault::TouchLimit),
@@ -440,7 +457,10 @@ impl Sandbox {
                 StateFields {
                     status,
                     step: next_step,
-                    fuel: pre.fuel + used,
+                    fuel: pre
+                        .fuel
+                        .checked_add(used)
+                        .ok_or_else(|| internal("fuel overflow"))?,
                     memory_pages: host.pages,
                     memory_root: tree.root(),
                 }

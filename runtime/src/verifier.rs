@@ -185,10 +185,13 @@ pub fn verify_one_step_fields(
             max: limits.max_pages,
         });
     }
-    if proof.chunks.len() > limits.max_touched as usize {
+    // Counted chunks plus, for accesses straddling a boundary, the next one
+    // (see crate::vmem).
+    let max_chunks_in_proof = 2 * limits.max_touched;
+    if proof.chunks.len() > max_chunks_in_proof as usize {
         return Err(VerifyError::TooManyChunks {
             count: proof.chunks.len(),
-            max: limits.max_touched,
+            max: max_chunks_in_proof,
         });
     }
     let chunk_size = limits.chunk_size();

@@ -3,9 +3,13 @@
 //! Every load, store, `memory.size` and `memory.grow` of the virtual variant
 //! lands here (see [`crate::instrument::HOST_FUNCS`]). The memory checks bounds
 //! exactly as Wasm does, then touches the chunks of the access's first and
-//! last byte, in that order. A step may touch at most `max_touched` distinct
-//! chunks: touching one more stops it with [`HostStop::TouchLimit`]. A chunk
-//! the backing does not hold stops it with [`HostStop::MissingChunk`]: in the
+//! last byte, in that order. Only the chunk of the *first* byte counts
+//! against the limit (exactly what the fast variant marks, see
+//! [`crate::instrument`]): a step may touch at most `max_touched` distinct
+//! first-byte chunks, and touching one more stops it with
+//! [`HostStop::TouchLimit`]. So a proof holds at most `2 * max_touched`
+//! chunks (each counted chunk can bring its successor). A chunk the backing
+//! does not hold stops the step with [`HostStop::MissingChunk`]: in the
 //! verifier that means the proof is incomplete.
 //!
 //! Two backings: [`SparseChunks`] (the chunks of a proof, for the verifier;
@@ -64,7 +68,8 @@ pub struct HostMemory<B> {
     pub pages: u32,
     max_pages: u32,
     max_touched: usize,
-    /// Distinct chunks touched so far in this step.
+    /// Distinct first-byte chunks touched so far in this step (the ones
+    /// counted against the limit).
     pub touched: BTreeSet<u32>,
 }
 
@@ -80,8 +85,8 @@ impl<B: Backing> HostMemory<B> {
         }
     }
 
-    fn touch(&mut self, c: u32) -> Result<&mut [u8], HostStop> {
-        if !self.touched.contains(&c) {
+    fn touch(&mut self, c: u32, counted: bool) -> Result<&mut [u8], HostStop> {
+        if counted && !self.touched.contains(&c) {
             if self.touched.len() >= self.max_touched {
                 return Err(HostStop::TouchLimit);
             }
@@ -117,7 +122,7 @@ impl<B: Backing> HostMemory<B> {
             let c = (at >> self.chunk_log2) as u32;
             let within = (at & (size - 1)) as usize;
             let take = core::cmp::min(n - done, size as usize - within);
-            let chunk = self.touch(c).map_err(wasmi::Error::host)?;
+            let chunk = self.touch(c, done == 0).map_err(wasmi::Error::host)?;
             f(chunk, within..within + take, done..done + take);
             done += take;
         }
@@ -282,7 +287,8 @@ mod tests {
         let mut m = HostMemory::new(SparseChunks(chunks), 6, 1, 1, 2);
         m.store(60, 0, 8, 0x0807_0605_0403_0201).unwrap();
         assert_eq!(m.load(0, 60, 8).unwrap(), 0x0807_0605_0403_0201);
-        assert_eq!(m.touched.len(), 2);
+        // Only the first byte's chunk counts.
+        assert_eq!(m.touched.len(), 1);
         assert_eq!(m.backing.0[&1][0..4], [5, 6, 7, 8]);
     }
 
@@ -293,6 +299,9 @@ mod tests {
         chunks.insert(1u32, alloc::vec![0u8; 64]);
         let mut m = HostMemory::new(SparseChunks(chunks), 6, 1, 1, 1);
         m.load(0, 0, 4).unwrap();
+        // The second chunk of a straddling access is not counted ...
+        m.load(62, 0, 4).unwrap();
+        // ... but a first byte in it is.
         let e = m.load(64, 0, 4).unwrap_err();
         assert_eq!(e.downcast_ref::<HostStop>(), Some(&HostStop::TouchLimit));
         let mut m = HostMemory::new(SparseChunks(BTreeMap::new()), 6, 1, 1, 4);
