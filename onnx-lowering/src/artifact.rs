@@ -17,6 +17,7 @@ use opml_runtime::hash::Hash;
 use opml_runtime::merkle::MerkleTree;
 use opml_runtime::{Sandbox, StateFields, Status};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 fn codegen(e: opml_runtime::SandboxError) -> LowerError {
     LowerError::Codegen(e.to_string())
@@ -62,6 +63,26 @@ pub struct Artifact {
     pub generated: Generated,
     pub options: CodegenOptions,
     pub nodes: Vec<NodeBoundary>,
+    /// Built on first use: the admitted, compiled module, and the Merkle
+    /// tree of the initial image (inputs zero), so that a run only compiles
+    /// once and only rehashes the chunks its inputs and nodes write.
+    pub(crate) cache: Cache,
+}
+
+/// Lazily built, derived state of an [`Artifact`].
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Cache {
+    compiled: std::sync::OnceLock<Arc<CompiledProgram>>,
+    tree: std::sync::OnceLock<MerkleTree>,
+}
+
+/// `opml_runtime::Program` is not `Debug`; this wrapper is.
+pub(crate) struct CompiledProgram(Arc<opml_runtime::Program>);
+
+impl std::fmt::Debug for CompiledProgram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CompiledProgram({})", hex::encode(self.0.code_hash()))
+    }
 }
 
 impl Artifact {
@@ -97,6 +118,7 @@ impl Artifact {
             generated,
             options,
             nodes,
+            cache: Cache::default(),
         };
         let zeros: Vec<Vec<u8>> = artifact
             .program
@@ -153,10 +175,43 @@ impl Artifact {
         self.execute_wasm(inputs, true)
     }
 
+    /// The admitted and compiled module (compiled once per artifact).
+    pub fn compiled(&self) -> Result<Arc<opml_runtime::Program>, LowerError> {
+        if let Some(c) = self.cache.compiled.get() {
+            return Ok(c.0.clone());
+        }
+        let p = opml_runtime::Program::new(&self.generated.wasm).map_err(codegen)?;
+        Ok(self
+            .cache
+            .compiled
+            .get_or_init(|| Arc::new(CompiledProgram(p)))
+            .0
+            .clone())
+    }
+
+    fn depth(&self) -> u32 {
+        let chunks = (u64::from(self.generated.memory_pages) * 65536) >> self.options.chunk_log2;
+        64 - (chunks.max(1) - 1).leading_zeros()
+    }
+
+    /// The Merkle tree of the initial image (built once per artifact).
+    fn initial_tree(&self) -> Result<&MerkleTree, LowerError> {
+        if let Some(t) = self.cache.tree.get() {
+            return Ok(t);
+        }
+        let t = MerkleTree::new(
+            self.depth(),
+            1 << self.options.chunk_log2,
+            &self.initial_image(),
+        )
+        .map_err(|e| LowerError::Codegen(e.to_string()))?;
+        Ok(self.cache.tree.get_or_init(|| t))
+    }
+
     /// A sandbox at step 0 with `inputs` written: the initial state of a task.
     pub fn sandbox(&self, inputs: &[Vec<u8>]) -> Result<Sandbox, LowerError> {
         self.check_inputs(inputs)?;
-        let mut sb = Sandbox::new(&self.generated.wasm).map_err(codegen)?;
+        let mut sb = Sandbox::from_program(self.compiled()?).map_err(codegen)?;
         for (bytes, t) in inputs.iter().zip(&self.program.inputs) {
             sb.write_input(u64::from(self.program.tensors[*t].offset), bytes)
                 .map_err(codegen)?;
@@ -209,11 +264,17 @@ impl Artifact {
         }
         let chunk_log2 = self.options.chunk_log2;
         let pages = self.generated.memory_pages;
-        let depth = {
-            let chunks = (u64::from(pages) * 65536) >> chunk_log2;
-            64 - (chunks.max(1) - 1).leading_zeros()
-        };
-        let mut tree = MerkleTree::new(depth, 1 << chunk_log2, &mem)
+        let mut tree = self.initial_tree()?.clone();
+        let mut dirty: Vec<u32> = Vec::new();
+        for t in &self.program.inputs {
+            let t = &self.program.tensors[*t];
+            if t.bytes() > 0 {
+                dirty.extend((t.offset >> chunk_log2)..=((t.end() - 1) >> chunk_log2));
+            }
+        }
+        dirty.sort_unstable();
+        dirty.dedup();
+        tree.update(&mem, &dirty)
             .map_err(|e| LowerError::Codegen(e.to_string()))?;
         let mut boundaries = vec![StateFields {
             status: Status::Running,

@@ -137,6 +137,7 @@ impl Artifact {
             },
             options: meta.options,
             nodes: meta.nodes,
+            cache: Default::default(),
         };
         artifact.program.validate(&artifact.initial_image())?;
         Ok(artifact)
