@@ -33,7 +33,11 @@ impl Default for CodegenOptions {
             },
             step_fuel: 4_000_000,
             chunk_log2: 9,
-            max_touched: 128,
+            // Units are sized to touch about `unit_bytes`; this is only the
+            // hard cap, for units whose reads are spread over many chunks
+            // (a conv reading C channel planes touches at least C chunks).
+            // Worst-case proof data: 1024 x 512 B (x2 for straddling).
+            max_touched: 1024,
         }
     }
 }
