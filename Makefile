@@ -9,12 +9,13 @@ DEMO = target/demo
 
 ## The main job on the embedded default (see README.md): lower the digits
 ## CNN fixture, run it in the sandbox (recording a trace) and natively (the
-## node-boundary roots agree), then prove and verify single steps.
+## node-boundary roots agree), then prove one step of the recorded run and
+## check the proof (the verifier sees only the proof's chunks).
 run:
 	$(OPML) lower fixtures/digits_cnn/model.onnx --out $(DEMO)/digits
 	$(OPML) run $(DEMO)/digits --input fixtures/digits_cnn/sample_input.npy --engine wasm --trace $(DEMO)/trace
 	$(OPML) run $(DEMO)/digits --input fixtures/digits_cnn/sample_input.npy --engine native
-	$(CARGO) run --locked -q -p opml-runtime --example demo
+	$(OPML) prove $(DEMO)/digits --trace $(DEMO)/trace --step 3 --out $(DEMO)/step3.proof
 
 ## Everything CI checks.
 test: check-no-std
@@ -27,6 +28,7 @@ check-no-std:
 ## Benchmarks with ratios against references measured in the same run.
 bench:
 	$(CARGO) run --locked --release -p opml-runtime --example bench
+	$(CARGO) run --locked --release -p opml-lowering --example bench
 
 fmt:
 	$(CARGO) fmt --all

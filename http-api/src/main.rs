@@ -2,25 +2,40 @@
 
 use clap::Parser;
 use opml_http::cli::args::{Cli, Command};
-use opml_http::cli::{lower, run};
+use opml_http::cli::error::CliError;
+use opml_http::cli::{lower, prove, run};
+use serde::Serialize;
+
+/// Prints a report as JSON or for people.
+fn emit<T: Serialize>(report: &T, json: bool, human: fn(&T)) {
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(report).unwrap_or_default()
+        );
+    } else {
+        human(report);
+    }
+}
+
+fn checked(r: prove::ProofReport, json: bool) -> Result<(), CliError> {
+    emit(&r, json, prove::print);
+    if r.verified {
+        Ok(())
+    } else {
+        Err(CliError::Failed(
+            "the proof's post-state root differs from the expected one".into(),
+        ))
+    }
+}
 
 fn main() {
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::Lower(args) => lower::lower(args).map(|r| {
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-            } else {
-                lower::print(&r);
-            }
-        }),
-        Command::Run(args) => run::run(args).map(|r| {
-            if args.json {
-                println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
-            } else {
-                run::print(&r);
-            }
-        }),
+        Command::Lower(a) => lower::lower(a).map(|r| emit(&r, a.json, lower::print)),
+        Command::Run(a) => run::run(a).map(|r| emit(&r, a.json, run::print)),
+        Command::Prove(a) => prove::prove(a).and_then(|r| checked(r, a.json)),
+        Command::Verify(a) => prove::verify(a).and_then(|r| checked(r, a.json)),
     };
     if let Err(e) = result {
         eprintln!("opml: {e}");

@@ -66,6 +66,49 @@ fn lower_then_run_on_both_engines_gives_identical_roots() {
     assert_eq!(native["outputs"], wasm["outputs"]);
     assert!(trace.join("manifest.json").exists());
 
+    // Every step of the recorded run proves and verifies; a proof checked
+    // against the wrong pre-state root is bad input.
+    let steps = wasm["steps"].as_u64().unwrap();
+    let proof = tmp.join("step.proof");
+    for step in 0..steps {
+        let (code, out, err) = opml(&[
+            "prove",
+            art.to_str().unwrap(),
+            "--trace",
+            trace.to_str().unwrap(),
+            "--step",
+            &step.to_string(),
+            "--out",
+            proof.to_str().unwrap(),
+            "--json",
+        ]);
+        assert_eq!(code, 0, "step {step}: {err}");
+        let r = json(&out);
+        assert_eq!(r["verified"], true);
+        let pre = r["pre_root"].as_str().unwrap().to_string();
+        let post = r["post_root"].as_str().unwrap().to_string();
+        let (code, _, err) = opml(&[
+            "verify",
+            art.to_str().unwrap(),
+            "--proof",
+            proof.to_str().unwrap(),
+            "--pre-root",
+            &pre,
+            "--post-root",
+            &post,
+        ]);
+        assert_eq!(code, 0, "{err}");
+        let (code, _, _) = opml(&[
+            "verify",
+            art.to_str().unwrap(),
+            "--proof",
+            proof.to_str().unwrap(),
+            "--pre-root",
+            &post,
+        ]);
+        assert_eq!(code, 2);
+    }
+
     // The sample is a 0: the dequantized logits' arg-max says so.
     let logits: Vec<f64> = native["outputs"][0]["values"]
         .as_array()

@@ -17,6 +17,44 @@ pub enum Command {
     Lower(LowerArgs),
     /// Run a lowered model on an input.
     Run(RunArgs),
+    /// Prove one step of a recorded run (and check the proof).
+    Prove(ProveArgs),
+    /// Check a one-step proof against a pre-state root.
+    Verify(VerifyArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ProveArgs {
+    /// Artifact directory.
+    pub dir: PathBuf,
+    /// Run directory recorded by `opml run --engine wasm --trace`.
+    #[arg(long)]
+    pub trace: PathBuf,
+    /// Prove the step from this state to the next.
+    #[arg(long)]
+    pub step: u64,
+    /// Write the proof's SCALE bytes here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// Artifact directory (the module the proof is about).
+    pub dir: PathBuf,
+    /// Proof file (SCALE bytes from `opml prove --out`).
+    #[arg(long)]
+    pub proof: PathBuf,
+    /// The pre-state root (hex) the proof must start from.
+    #[arg(long)]
+    pub pre_root: String,
+    /// The expected post-state root (hex); exit code 1 if it differs.
+    #[arg(long)]
+    pub post_root: Option<String>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]

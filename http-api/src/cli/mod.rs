@@ -3,5 +3,6 @@
 pub mod args;
 pub mod error;
 pub mod lower;
+pub mod prove;
 pub mod run;
 pub mod tensors;
