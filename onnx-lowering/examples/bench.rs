@@ -249,7 +249,7 @@ fn body() -> TractResult<()> {
         "(a)  tract f32 optimized",
         "(b)  native run_native (with roots)",
         "(b') native kernels only",
-        "(c)  wasm run_wasm (compile+run)",
+        "(c)  wasm run_wasm (cached module)",
         "(c') wasm sandbox from compiled",
         "     of which instantiate+input",
         "     of which steps",
@@ -389,7 +389,7 @@ fn body() -> TractResult<()> {
         println!("  vs {what:<36} {us:>7.1} us -> <= {need:.1} fuel/work");
     }
     println!(
-        "fixed wasm costs per inference: compile {compile:.0} us (inside run_wasm), instantiate+input {:.1} us",
+        "fixed wasm costs: compile {compile:.0} us (once per artifact), instantiate+input per inference {:.1} us",
         med[5]
     );
     println!(
