@@ -27,7 +27,7 @@ use opml_runtime::admission::admit;
 use opml_runtime::limits::{ModuleLimits, MAX_CHUNK_LOG2, MIN_CHUNK_LOG2, PAGE_SIZE};
 use opml_runtime::proof::OneStepProof;
 use opml_runtime::sandbox::{Program, SandboxError};
-use opml_runtime::verifier::{verify_one_step_fields, VerifyError};
+use opml_runtime::verifier::verify_one_step_fields;
 use opml_runtime::{Fault, Sandbox, StateFields, Status};
 use std::fmt::Write as _;
 
@@ -148,14 +148,6 @@ fn check_module(code: &[u8], input: Option<(u64, Vec<u8>)>, structured: bool) {
                 assert_eq!(format!("{a}"), format!("{b}"));
                 return;
             }
-            (Err(SandboxError::Internal(e)), Ok(report))
-                if report.touched == 0 && e == "no leaves given" && !strict() =>
-            {
-                // KNOWN ISSUE 1 (README): the prover cannot prove a step
-                // that touches no memory. Tolerated unless OPML_FUZZ_STRICT.
-                let _ = report;
-                return;
-            }
             (a, b) => panic!(
                 "prover and sandbox disagree at step {}: prove: {:?}; step: {:?}",
                 pre.step,
@@ -169,12 +161,6 @@ fn check_module(code: &[u8], input: Option<(u64, Vec<u8>)>, structured: bool) {
                 v, recorded,
                 "verifier's post-state differs from the sandbox's"
             ),
-            Err(VerifyError::TooManyChunks { count, max })
-                if count <= 2 * max as usize && !strict() =>
-            {
-                // KNOWN ISSUE 3 (README): the verifier caps proofs at
-                // max_touched chunks, the prover (vmem) at 2 * max_touched.
-            }
             Err(e) => panic!("honest proof of step {} rejected: {e} ({e:?})", pre.step),
         }
         assert_eq!(sb.state_root(), recorded.hash());
@@ -189,11 +175,6 @@ fn check_module(code: &[u8], input: Option<(u64, Vec<u8>)>, structured: bool) {
             );
         }
     }
-}
-
-/// `OPML_FUZZ_STRICT=1`: known issues (see README) fail too.
-fn strict() -> bool {
-    std::env::var_os("OPML_FUZZ_STRICT").is_some()
 }
 
 fn check_limits(l: &ModuleLimits) {

@@ -39,6 +39,9 @@ pub enum SandboxError {
     BadSnapshot(String),
     /// Input written outside memory, or after step 0.
     BadInput(String),
+    /// The step counter or cumulative fuel would overflow `u64` (only a
+    /// hand-made state can get there).
+    CounterOverflow,
     /// Internal failure (instrumentation, engine, host resources).
     Internal(String),
 }
@@ -50,6 +53,7 @@ impl std::fmt::Display for SandboxError {
             Self::Terminal(s) => write!(f, "machine is terminal ({s:?}) and takes no more steps"),
             Self::BadSnapshot(e) => write!(f, "bad snapshot: {e}"),
             Self::BadInput(e) => write!(f, "bad input: {e}"),
+            Self::CounterOverflow => write!(f, "step counter or cumulative fuel would overflow"),
             Self::Internal(e) => write!(f, "internal sandbox error: {e}"),
         }
     }
@@ -289,7 +293,7 @@ impl Sandbox {
         let next_step = pre
             .step
             .checked_add(1)
-            .ok_or_else(|| internal("step counter overflow"))?;
+            .ok_or(SandboxError::CounterOverflow)?;
         self.meter.arm(&mut self.store, limits.step_fuel);
         let result = self.step_fn.call(&mut self.store, ());
         let end = classify(result, self.meter.out_of_fuel(&self.store))?;
@@ -325,7 +329,7 @@ impl Sandbox {
             fuel: pre
                 .fuel
                 .checked_add(used)
-                .ok_or_else(|| internal("fuel overflow"))?,
+                .ok_or(SandboxError::CounterOverflow)?,
             memory_pages: pages,
             memory_root: self.tree.root(),
         };
@@ -438,7 +442,7 @@ impl Sandbox {
         let next_step = pre
             .step
             .checked_add(1)
-            .ok_or_else(|| internal("step counter overflow"))?;
+            .ok_or(SandboxError::CounterOverflow)?;
         let post = match end {
             StepEnd::Host(HostStop::TouchLimit) => StateFields {
                 status: Status::Faulted(Fault::TouchLimit),
@@ -460,7 +464,7 @@ impl Sandbox {
                     fuel: pre
                         .fuel
                         .checked_add(used)
-                        .ok_or_else(|| internal("fuel overflow"))?,
+                        .ok_or(SandboxError::CounterOverflow)?,
                     memory_pages: host.pages,
                     memory_root: tree.root(),
                 }

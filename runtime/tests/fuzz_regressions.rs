@@ -2,7 +2,7 @@
 
 use opml_runtime::checkpoint::Snapshot;
 use opml_runtime::verifier::verify_one_step_fields;
-use opml_runtime::{Sandbox, StateFields};
+use opml_runtime::{Sandbox, SandboxError, StateFields};
 
 fn check_step(code: &[u8]) -> StateFields {
     let mut sb = Sandbox::new(code).unwrap();
@@ -58,7 +58,10 @@ fn proving_from_a_state_whose_counters_would_overflow_is_an_error_not_a_panic() 
             ..fresh.snapshot()
         };
         let mut sb = Sandbox::restore(fresh.program().clone(), &snap).unwrap();
-        assert!(sb.prove_and_run_next_step().is_err());
-        assert!(sb.step().is_err());
+        assert!(matches!(
+            sb.prove_and_run_next_step(),
+            Err(SandboxError::CounterOverflow)
+        ));
+        assert!(matches!(sb.step(), Err(SandboxError::CounterOverflow)));
     }
 }
