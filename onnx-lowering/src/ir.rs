@@ -145,21 +145,46 @@ pub struct Conv {
 }
 
 /// Matrix product with constant, transposed weights:
-/// `out[i, j] = requant_j(bias[j] + sum_k a[i, k] * w[j, k])`.
+/// `out[i, j] = requant_j(bias[j] + sum_k a[i, k] * w[j, k])`, the sum taken
+/// in order `k = 0, 1, ..` (wrapping `i32`, see above).
+///
+/// `a` and `out` are addressed through element strides: `a[i, k]` is
+/// element `i * a_row + k * a_col` of tensor `a`, `out[i, j]` is element
+/// `i * o_row + j * o_col` of tensor `output`. Row-major `a [M, K]` and
+/// `out [M, N]` are `a_row = K, a_col = 1, o_row = N, o_col = 1`; a 1x1
+/// convolution `out[oc, p] = sum_ic W[oc, ic] x[ic, p]` is the product with
+/// `i = p`, `a_row = 1, a_col = M` (`x` is `[K, M]`) and `o_row = 1,
+/// o_col = M` (`out` is `[N, M]`). The output layout must be one of those
+/// two (so the op writes every element of `output` exactly once); `a` may
+/// use any strides that stay inside it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MatMul {
-    /// `i8 [M, K]` (any shape whose product is M*K)
+    /// `i8`, `M*K` elements (any shape)
     pub a: TensorId,
     /// `i8 [N, K]`
     pub w: TensorId,
     /// `i32 [N]`
     pub bias: TensorId,
-    /// `i8 [M, N]`
+    /// `i8`, `M*N` elements (any shape)
     pub output: TensorId,
     pub m: u32,
     pub k: u32,
     pub n: u32,
+    /// Element strides of `a` along `i` and `k`.
+    pub a_row: u32,
+    pub a_col: u32,
+    /// Element strides of `output` along `i` and `j`.
+    pub o_row: u32,
+    pub o_col: u32,
     pub requant: Requant,
+}
+
+impl MatMul {
+    /// The row-major strides `(a_row, a_col, o_row, o_col)` of `a [m, k]`
+    /// and `out [m, n]`.
+    pub fn row_major(k: u32, n: u32) -> (u32, u32, u32, u32) {
+        (k, 1, n, 1)
+    }
 }
 
 /// Max pooling, batch 1: `out[c, y, x]` = max of `in[c, y*sh - pt + ky,
@@ -193,6 +218,65 @@ pub struct Add {
     pub hi: i32,
 }
 
+/// Per-channel product of two activations, batch 1: `a` holds `C` rows of
+/// `P` elements (`[1, C, H, W]` with `P = H * W`), `scale` one value per
+/// row (`[1, C, 1, 1]`), and
+///
+/// ```text
+/// out[c, p] = clamp(((a[c, p] * scale[c] * m + 2^(sh-1)) >> sh) + zp, lo, hi)
+/// ```
+///
+/// in `i64` (`|a * scale| <= 2^14`, `0 <= m < 2^31`, `1 <= sh <= 62`, so
+/// nothing overflows): one product, one rounding (half towards +infinity).
+/// This is a squeeze-and-excitation block's `x * gate(x)`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelMul {
+    /// `i8`, `C*P` elements
+    pub a: TensorId,
+    /// `i8`, `C` elements
+    pub scale: TensorId,
+    /// `i8`, `C*P` elements
+    pub output: TensorId,
+    pub channels: u32,
+    pub inner: u32,
+    pub multiplier: i32,
+    pub shift: i32,
+    pub zero_point: i32,
+    pub lo: i32,
+    pub hi: i32,
+}
+
+/// Softmax over the last axis, batch 1: `input` holds `rows` rows of `len`
+/// values; `table` is `i32 [256]` with `table[d]` in `0..=2^24` and
+/// `table[0] >= 1` (the import uses `table[d] = round(2^20 exp(-d s_in))`).
+/// Per row `r`, in `i64`:
+///
+/// ```text
+/// mx     = max_l in[r, l]
+/// e[l]   = table[mx - in[r, l]]                  (index 0..=255)
+/// sum    = sum_l e[l]                            (>= table[0] >= 1)
+/// out[l] = (254 * e[l] + sum) / (2 * sum)        (unsigned division)
+/// ```
+///
+/// so `out = round_half_up(127 e / sum)` in `0..=127`, the probability in
+/// units of `1/127`. With the import's table, against the exact softmax
+/// `p` of the dequantized input: `|out / 127 - p| <= 1/254 + (len + 1) /
+/// 2^21` (each entry `E'` is within 1/2 of `E = 2^20 exp(..)`, the sum `S'`
+/// within `len / 2` of `S`, and `S' >= table[0] = 2^20`, so `|E'/S' - E/S|
+/// <= (1 + len) / (2 S')`; the division rounds to the nearest 1/127).
+/// Measured in `tests/softmax.rs`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Softmax {
+    /// `i8`, `rows * len` elements
+    pub input: TensorId,
+    /// `i32 [256]`
+    pub table: TensorId,
+    /// `i8`, `rows * len` elements
+    pub output: TensorId,
+    pub rows: u32,
+    pub len: u32,
+}
+
 /// Table lookup: `out[i] = table[in[i] as u8]` with an `i8 [256]` table
 /// (exact for any function of one `i8`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -211,6 +295,8 @@ pub enum Op {
     MaxPool(MaxPool),
     Add(Add),
     Lut(Lut),
+    ChannelMul(ChannelMul),
+    Softmax(Softmax),
 }
 
 impl Op {
@@ -222,6 +308,8 @@ impl Op {
             Op::MaxPool(o) => o.output,
             Op::Add(o) => o.output,
             Op::Lut(o) => o.output,
+            Op::ChannelMul(o) => o.output,
+            Op::Softmax(o) => o.output,
         }
     }
 
@@ -233,6 +321,8 @@ impl Op {
             Op::MaxPool(_) => "maxpool",
             Op::Add(_) => "add",
             Op::Lut(_) => "lut",
+            Op::ChannelMul(_) => "channel_mul",
+            Op::Softmax(_) => "softmax",
         }
     }
 }

@@ -147,6 +147,17 @@ impl Program {
                 if k == 0 || m == 0 || n == 0 || k * 127 * 127 > i32::MAX as u64 / 2 {
                     return Err(bad(node, "matmul dimensions out of range"));
                 }
+                let (ar, ac) = (u64::from(o.a_row), u64::from(o.a_col));
+                let (or, oc) = (u64::from(o.o_row), u64::from(o.o_col));
+                // `a` is read inside its M*K elements.
+                if (m - 1) * ar + (k - 1) * ac >= m * k {
+                    return Err(bad(node, "matmul input strides leave the tensor"));
+                }
+                // `out` is row-major or column-major: every element once.
+                let dense = |r: u64, c: u64| (m == 1 || or == r) && (n == 1 || oc == c);
+                if !dense(n, 1) && !dense(1, m) {
+                    return Err(bad(node, "matmul output strides are not a dense layout"));
+                }
                 self.expect(node, "input", o.a, DType::I8, m * k)?;
                 self.expect(node, "weight", o.w, DType::I8, n * k)?;
                 self.expect(node, "bias", o.bias, DType::I32, n)?;
@@ -234,6 +245,40 @@ impl Program {
                     || !(-128..=127).contains(&o.hi)
                 {
                     return Err(bad(node, "add shift or clamp out of range"));
+                }
+                Ok(())
+            }
+            Op::ChannelMul(o) => {
+                let (c, p) = (u64::from(o.channels), u64::from(o.inner));
+                if c == 0 || p == 0 || c * p > u64::from(u32::MAX) {
+                    return Err(bad(node, "channel_mul dimensions out of range"));
+                }
+                self.expect(node, "a", o.a, DType::I8, c * p)?;
+                self.expect(node, "scale", o.scale, DType::I8, c)?;
+                self.expect(node, "output", o.output, DType::I8, c * p)?;
+                if o.multiplier < 0
+                    || !(1..=62).contains(&o.shift)
+                    || o.lo > o.hi
+                    || !(-128..=127).contains(&o.lo)
+                    || !(-128..=127).contains(&o.hi)
+                    || !(-128..=127).contains(&o.zero_point)
+                {
+                    return Err(bad(node, "channel_mul requantization out of range"));
+                }
+                Ok(())
+            }
+            Op::Softmax(o) => {
+                let (r, l) = (u64::from(o.rows), u64::from(o.len));
+                if r == 0 || l == 0 || l > 1 << 20 || r * l > u64::from(u32::MAX) {
+                    return Err(bad(node, "softmax dimensions out of range"));
+                }
+                self.expect(node, "input", o.input, DType::I8, r * l)?;
+                self.expect(node, "output", o.output, DType::I8, r * l)?;
+                self.expect(node, "table", o.table, DType::I32, 256)?;
+                let at = self.tensors[o.table].offset as usize;
+                let entries: Vec<i32> = (0..256).map(|d| read_i32(image, at + 4 * d)).collect();
+                if entries[0] < 1 || entries.iter().any(|e| !(0..=1 << 24).contains(e)) {
+                    return Err(bad(node, "softmax table entries out of range"));
                 }
                 Ok(())
             }

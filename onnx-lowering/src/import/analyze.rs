@@ -9,6 +9,10 @@
 //!   axes), `Identity` and `Cast` to f32 become aliases of the same bytes;
 //! - an `Add`/`Sub` of two activations becomes a rescaled sum (with a
 //!   following ReLU folded);
+//! - a `Mul` of an activation by one broadcast along its trailing axes
+//!   (`[1, C, H, W] * [1, C, 1, 1]`, a squeeze-and-excitation gate) becomes
+//!   a per-channel product;
+//! - `Softmax` over the trailing axes becomes the integer softmax;
 //! - element-wise ops (`ElementWiseOp`, and binary ops of an activation
 //!   with a scalar constant or of two functions of the same tensor) are
 //!   collected into one expression of one source tensor, materialized as a
@@ -33,7 +37,9 @@ use tract_onnx::tract_core::ops::element_wise::ElementWiseOp;
 use tract_onnx::tract_core::ops::identity::Identity;
 use tract_onnx::tract_core::ops::konst::Const;
 use tract_onnx::tract_core::ops::math::PowConst;
-use tract_onnx::tract_core::ops::nn::{GeluApproximate, LeakyRelu, Reduce, Reducer};
+use tract_onnx::tract_core::ops::nn::{
+    GeluApproximate, LeakyRelu, Reduce, Reducer, Softmax, SoftmaxKind,
+};
 use tract_onnx::tract_core::ops::source::TypedSource;
 
 /// Largest element-wise expression (in tree nodes) folded into one table.
@@ -234,12 +240,86 @@ impl Walker<'_> {
                 });
                 Ok(())
             }
+            (Some(_), Some(_)) if f == BinFn::Mul => self.channel_mul(node, i0, i1),
             (Some(_), Some(_)) => Err(unsupported(
                 node,
-                "element-wise op of two different activations (only sums are lowered)",
+                "element-wise op of two different activations (only sums and per-channel products are lowered)",
             )),
             (None, None) => Err(unsupported(node, "op on constants only")),
         }
+    }
+
+    /// `a * s` with `s` broadcast along the trailing axes of `a` (e.g.
+    /// `[1, C, H, W] * [1, C, 1, 1]`, a squeeze-and-excitation gate).
+    fn channel_mul(
+        &mut self,
+        node: &TypedNode,
+        i0: OutletId,
+        i1: OutletId,
+    ) -> Result<(), LowerError> {
+        let out_shape = shape(self.model, out0(node))?;
+        let (s0, s1) = (shape(self.model, i0)?, shape(self.model, i1)?);
+        let (a, s, ss) = if s0 == out_shape {
+            (i0, i1, s1)
+        } else if s1 == out_shape {
+            (i1, i0, s0)
+        } else {
+            return Err(unsupported(node, "product that broadcasts both operands"));
+        };
+        // `ss` aligned to the right of `out_shape`: equal on a prefix of
+        // the axes, 1 on the rest.
+        let off = out_shape.len().checked_sub(ss.len());
+        let full: Option<Vec<usize>> = off.map(|off| {
+            (0..out_shape.len())
+                .map(|i| if i < off { 1 } else { ss[i - off] })
+                .collect()
+        });
+        let Some(full) = full else {
+            return Err(unsupported(node, "product that broadcasts both operands"));
+        };
+        let split = (0..=out_shape.len())
+            .find(|i| full[*i..].iter().all(|d| *d == 1))
+            .unwrap_or(out_shape.len());
+        if (0..split).any(|i| full[i] != out_shape[i]) {
+            return Err(unsupported(
+                node,
+                "product of two activations that is not per-channel (only [.., C, 1, 1] gates)",
+            ));
+        }
+        let channels: usize = out_shape[..split].iter().product();
+        let inner: usize = out_shape[split..].iter().product();
+        let (a, s) = (self.need(a)?, self.need(s)?);
+        let output = self.define(out0(node), &node.name)?;
+        self.plan.steps.push(Step::ChannelMul {
+            name: node.name.clone(),
+            a,
+            s,
+            output,
+            channels,
+            inner,
+        });
+        Ok(())
+    }
+
+    /// `Softmax` over the trailing axes (of size > 1).
+    fn softmax(&mut self, node: &TypedNode, op: &Softmax) -> Result<(), LowerError> {
+        if op.kind != SoftmaxKind::Softmax || op.quant_output_dt.is_some() {
+            return Err(unsupported(node, "only the plain float softmax"));
+        }
+        let in_shape = shape(self.model, node.inputs[0])?;
+        let Some((rows, len)) = linear::trailing_reduction(&in_shape, &op.axes) else {
+            return Err(unsupported(node, "softmax over axes that are not trailing"));
+        };
+        let input = self.need(node.inputs[0])?;
+        let output = self.define(out0(node), &node.name)?;
+        self.plan.steps.push(Step::Softmax {
+            name: node.name.clone(),
+            input,
+            output,
+            rows,
+            len,
+        });
+        Ok(())
     }
 
     fn max_pool(&mut self, node: &TypedNode, op: &MaxPool) -> Result<(), LowerError> {
@@ -346,6 +426,8 @@ impl Walker<'_> {
                 Reducer::Max => self.reduce_max(node, &r.axes)?,
                 _ => return Err(unsupported(node, format!("reduction {:?}", r.reducer))),
             }
+        } else if let Some(sm) = node.op_as::<Softmax>() {
+            self.softmax(node, sm)?;
         } else if let Some(mp) = node.op_as::<MaxPool>() {
             self.max_pool(node, mp)?;
         } else if let Some(bin) = node.op_as::<TypedBinOp>() {

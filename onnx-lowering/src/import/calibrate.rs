@@ -142,18 +142,20 @@ fn run_step(plan: &Plan, step: &Step, vals: &[Option<Rc<Vec<f64>>>]) -> Rc<Vec<f
             m,
             k,
             n,
+            a_stride,
+            o_stride,
             relu,
             ..
         } => {
             let a = get(*input);
-            let mut out = Vec::with_capacity(m * n);
+            let mut out = vec![0.0; m * n];
             for i in 0..*m {
                 for j in 0..*n {
                     let mut acc = bias[j];
                     for kk in 0..*k {
-                        acc += a[i * k + kk] * weight[j * k + kk];
+                        acc += a[i * a_stride[0] + kk * a_stride[1]] * weight[j * k + kk];
                     }
-                    out.push(relu_if(*relu, acc));
+                    out[i * o_stride[0] + j * o_stride[1]] = relu_if(*relu, acc);
                 }
             }
             Rc::new(out)
@@ -204,6 +206,26 @@ fn run_step(plan: &Plan, step: &Step, vals: &[Option<Rc<Vec<f64>>>]) -> Rc<Vec<f
                     .map(|(x, y)| relu_if(*relu, x + sign * y))
                     .collect(),
             )
+        }
+        Step::ChannelMul { a, s, inner, .. } => {
+            let s = get(*s);
+            Rc::new(
+                get(*a)
+                    .iter()
+                    .enumerate()
+                    .map(|(i, x)| x * s[i / inner])
+                    .collect(),
+            )
+        }
+        Step::Softmax { input, len, .. } => {
+            let mut out = Vec::new();
+            for row in get(*input).chunks(*len) {
+                let mx = row.iter().fold(f64::NEG_INFINITY, |m, x| m.max(*x));
+                let e: Vec<f64> = row.iter().map(|x| super::mathfn::exp(x - mx)).collect();
+                let sum: f64 = e.iter().sum();
+                out.extend(e.iter().map(|e| e / sum));
+            }
+            Rc::new(out)
         }
         Step::Pointwise { input, expr, .. } => {
             Rc::new(get(*input).iter().map(|x| expr.eval(*x)).collect())

@@ -76,6 +76,10 @@ pub enum Kind {
         m: usize,
         k: usize,
         n: usize,
+        /// Element strides of the input along `i`, `k`.
+        a_stride: [usize; 2],
+        /// Element strides of the output along `i`, `j`.
+        o_stride: [usize; 2],
     },
 }
 
@@ -118,7 +122,13 @@ impl Linear {
                 group,
                 relu,
             },
-            Kind::MatMul { m, k, n } => Step::MatMul {
+            Kind::MatMul {
+                m,
+                k,
+                n,
+                a_stride,
+                o_stride,
+            } => Step::MatMul {
                 name,
                 input,
                 output,
@@ -127,6 +137,8 @@ impl Linear {
                 m,
                 k,
                 n,
+                a_stride,
+                o_stride,
                 relu,
             },
         }
@@ -284,8 +296,11 @@ fn offsets(axes: &[Ax], bst: &[usize]) -> Vec<usize> {
 }
 
 /// An `EinSum` of an activation `A` and a constant `B` that is a matrix
-/// product in memory: `A` is `[M axes.., K axes..]`, the output
-/// `[M axes.., N axes..]` (size-1 axes anywhere).
+/// product in memory: `A` is `[M axes.., K axes..]` or `[K axes.., M
+/// axes..]`, the output `[M axes.., N axes..]` or `[N axes.., M axes..]`
+/// (size-1 axes anywhere; the M axes in the same order in both). The
+/// second forms are a 1x1 convolution as tract writes it (`out[oc, p] =
+/// sum_ic W[oc, ic] x[ic, p]`), lowered with strided `a` and `out`.
 pub fn einsum(model: &TypedModel, node: &TypedNode, op: &EinSum) -> Result<Linear, LowerError> {
     if op.q_params.is_some() || node.inputs.len() != 2 || op.operating_dt != f32::datum_type() {
         return Err(unsupported(node, "only f32 products of two tensors"));
@@ -352,12 +367,30 @@ pub fn einsum(model: &TypedModel, node: &TypedNode, op: &EinSum) -> Result<Linea
             .copied()
             .collect::<Vec<_>>()
     };
-    let m_first = |v: &[Ax]| {
-        v.windows(2)
-            .all(|w| w[0].role == Role::M || w[1].role != Role::M)
+    // M axes all before (`true`) or all after (`false`) the other axes.
+    let m_side = |v: &[Ax]| {
+        let first = v
+            .windows(2)
+            .all(|w| w[0].role == Role::M || w[1].role != Role::M);
+        let last = v
+            .windows(2)
+            .all(|w| w[0].role != Role::M || w[1].role == Role::M);
+        if first {
+            Some(true)
+        } else if last {
+            Some(false)
+        } else {
+            None
+        }
     };
     let m_pos = |v: &[Ax]| pick(v, Role::M).iter().map(|x| x.a).collect::<Vec<_>>();
-    if !m_first(&in_a) || !m_first(&in_o) || m_pos(&in_a) != m_pos(&in_o) {
+    let (Some(a_first), Some(o_first)) = (m_side(&in_a), m_side(&in_o)) else {
+        return Err(unsupported(
+            node,
+            "needs a transpose of the activation or the output",
+        ));
+    };
+    if m_pos(&in_a) != m_pos(&in_o) {
         return Err(unsupported(
             node,
             "needs a transpose of the activation or the output",
@@ -377,8 +410,17 @@ pub fn einsum(model: &TypedModel, node: &TypedNode, op: &EinSum) -> Result<Linea
         .flat_map(|j| ko.iter().map(move |kk| j + kk))
         .map(|i| bv[i])
         .collect();
+    // `A` is `[M, K]` or `[K, M]` in memory, the output `[M, N]` or `[N, M]`.
+    let a_stride = if a_first { [k, 1] } else { [1, m] };
+    let o_stride = if o_first { [n, 1] } else { [1, m] };
     Ok(Linear {
-        kind: Kind::MatMul { m, k, n },
+        kind: Kind::MatMul {
+            m,
+            k,
+            n,
+            a_stride,
+            o_stride,
+        },
         input: node.inputs[ai],
         weight,
         bias: vec![0.0; n],
@@ -410,7 +452,13 @@ pub fn reduce_sum(
         return Err(unsupported(node, "only reductions over the trailing axes"));
     };
     Ok(Linear {
-        kind: Kind::MatMul { m, k, n: 1 },
+        kind: Kind::MatMul {
+            m,
+            k,
+            n: 1,
+            a_stride: [k, 1],
+            o_stride: [1, 1],
+        },
         input: node.inputs[0],
         weight: vec![1.0; k],
         bias: vec![0.0],

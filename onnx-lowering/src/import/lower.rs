@@ -3,10 +3,12 @@
 //! Scales: every input and every output of a conv, matmul, sum or table is
 //! symmetric `i8` with `scale = max |x| / 127` (zero point 0); max pooling
 //! and aliases keep their input's scale (the maximum commutes with a
-//! monotone quantization, an alias is the same bytes). Weights are
+//! monotone quantization, an alias is the same bytes); a softmax's output
+//! has scale `1/127` (probabilities). Weights are
 //! per-output-channel symmetric `i8`, biases `i32` in the accumulator's
 //! scale, and requantization multiplies by `s_in * s_w[oc] / s_out`.
 
+use super::mathfn;
 use super::plan::{Plan, Step, ValueId};
 use super::quantize::{
     act_scale, add_multipliers, multiplier, quantize_bias, quantize_rows, round_clamp,
@@ -67,6 +69,22 @@ impl Lowering<'_> {
 
     fn tensor(&self, v: ValueId) -> TensorId {
         self.tensors[v].expect("values are defined before they are read")
+    }
+
+    /// `t` as the `[1, C, H, W]` the conv and pool ops take: itself if it
+    /// is 4-D, else a view with its last three axes (tract may drop the
+    /// batch axis; the analysis checked that it is 1).
+    fn nchw(&mut self, t: TensorId) -> TensorId {
+        let tensor = &self.b.program().tensors[t];
+        if tensor.shape.len() == 4 {
+            return t;
+        }
+        let mut d = [1u32; 3];
+        for (slot, v) in d.iter_mut().rev().zip(tensor.shape.iter().rev()) {
+            *slot = *v;
+        }
+        let name = format!("{}.nchw", tensor.name);
+        self.b.alias(t, &name, &[1, d[0], d[1], d[2]])
     }
 
     /// A new `i8` tensor for value `v`, with its scale.
@@ -160,11 +178,13 @@ impl Lowering<'_> {
             } => {
                 let (w, b, rq) =
                     self.linear(name, "Conv", (*input, out_v), weight, wshape, bias, *relu)?;
+                let input = self.nchw(self.tensor(*input));
+                let output = self.define(out_v, TensorKind::Activation)?;
                 Op::Conv(ir::Conv {
-                    input: self.tensor(*input),
+                    input,
                     weight: w,
                     bias: b,
-                    output: self.define(out_v, TensorKind::Activation)?,
+                    output: self.nchw(output),
                     stride: stride.map(|v| v as u32),
                     pad: pad.map(|v| v as u32),
                     dilation: dilation.map(|v| v as u32),
@@ -180,6 +200,8 @@ impl Lowering<'_> {
                 m,
                 k,
                 n,
+                a_stride,
+                o_stride,
                 relu,
                 ..
             } => {
@@ -200,6 +222,10 @@ impl Lowering<'_> {
                     m: *m as u32,
                     k: *k as u32,
                     n: *n as u32,
+                    a_row: a_stride[0] as u32,
+                    a_col: a_stride[1] as u32,
+                    o_row: o_stride[0] as u32,
+                    o_col: o_stride[1] as u32,
                     requant: rq,
                 })
             }
@@ -209,13 +235,17 @@ impl Lowering<'_> {
                 stride,
                 pad,
                 ..
-            } => Op::MaxPool(ir::MaxPool {
-                input: self.tensor(*input),
-                output: self.define(out_v, TensorKind::Activation)?,
-                kernel: kernel.map(|v| v as u32),
-                stride: stride.map(|v| v as u32),
-                pad: pad.map(|v| v as u32),
-            }),
+            } => {
+                let input = self.nchw(self.tensor(*input));
+                let output = self.define(out_v, TensorKind::Activation)?;
+                Op::MaxPool(ir::MaxPool {
+                    input,
+                    output: self.nchw(output),
+                    kernel: kernel.map(|v| v as u32),
+                    stride: stride.map(|v| v as u32),
+                    pad: pad.map(|v| v as u32),
+                })
+            }
             Step::Add {
                 name,
                 a,
@@ -243,6 +273,59 @@ impl Lowering<'_> {
                     hi: 127,
                 })
             }
+            Step::ChannelMul {
+                name,
+                a,
+                s,
+                channels,
+                inner,
+                ..
+            } => {
+                let real = f64::from(self.scales[*a]) * f64::from(self.scales[*s])
+                    / f64::from(self.scales[out_v]);
+                let (m, sh) = multiplier(real).map_err(|e| err(name, "Mul", e))?;
+                Op::ChannelMul(ir::ChannelMul {
+                    a: self.tensor(*a),
+                    scale: self.tensor(*s),
+                    output: self.define(out_v, TensorKind::Activation)?,
+                    channels: *channels as u32,
+                    inner: *inner as u32,
+                    multiplier: m,
+                    shift: sh,
+                    zero_point: 0,
+                    lo: -128,
+                    hi: 127,
+                })
+            }
+            Step::Softmax {
+                name,
+                input,
+                rows,
+                len,
+                ..
+            } => {
+                // table[d] = round(2^20 exp(-d s_in)); the output's scale is
+                // 1/127 (set in `lower`).
+                let s_in = f64::from(self.scales[*input]);
+                let table: Vec<i32> = (0..256)
+                    .map(|d| {
+                        round_clamp(
+                            mathfn::exp(-f64::from(d) * s_in) * f64::from(1 << 20),
+                            0,
+                            1 << 20,
+                        )
+                    })
+                    .collect();
+                self.room(name, 256, 4)?;
+                let table = self.b.const_i32(&format!("{name}.exp"), &[256], &table);
+                Op::Softmax(ir::Softmax {
+                    input: self.tensor(*input),
+                    table,
+                    output: self.define(out_v, TensorKind::Activation)?,
+                    rows: *rows as u32,
+                    len: *len as u32,
+                })
+            }
             Step::Pointwise {
                 name, input, expr, ..
             } => {
@@ -268,6 +351,8 @@ impl Lowering<'_> {
             | Step::MatMul { name, .. }
             | Step::MaxPool { name, .. }
             | Step::Add { name, .. }
+            | Step::ChannelMul { name, .. }
+            | Step::Softmax { name, .. }
             | Step::Pointwise { name, .. } => name,
             Step::Alias { .. } => unreachable!("handled above"),
         };
@@ -288,6 +373,7 @@ pub fn check_size(plan: &Plan) -> Result<(), LowerError> {
                 len(step.output()) + weight.len() as u64 + 12 * bias.len() as u64
             }
             Step::Pointwise { .. } => len(step.output()) + 256,
+            Step::Softmax { .. } => len(step.output()) + 1024,
             _ => len(step.output()),
         });
     }
@@ -314,6 +400,8 @@ pub fn lower(plan: &Plan, ranges: &[f64]) -> Result<Lowered, LowerError> {
                     alias_of[*output] = Some(*input);
                 }
             }
+            // Probabilities in units of 1/127 (see `ir::Softmax`).
+            Step::Softmax { output, .. } => scales[*output] = 1.0 / 127.0,
             _ => {}
         }
     }

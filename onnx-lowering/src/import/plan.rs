@@ -43,7 +43,10 @@ pub enum Step {
         group: usize,
         relu: bool,
     },
-    /// `out[i, j] = bias[j] + sum_k a[i, k] w[j, k]`, weights `[n, k]`.
+    /// `out[i, j] = bias[j] + sum_k a[i, k] w[j, k]`, weights `[n, k]`;
+    /// `a[i, k]` is element `i * a_stride[0] + k * a_stride[1]` of the
+    /// input, `out[i, j]` element `i * o_stride[0] + j * o_stride[1]` of
+    /// the output (`[k, 1]` and `[n, 1]` when row-major).
     MatMul {
         name: String,
         input: ValueId,
@@ -53,6 +56,8 @@ pub enum Step {
         m: usize,
         k: usize,
         n: usize,
+        a_stride: [usize; 2],
+        o_stride: [usize; 2],
         relu: bool,
     },
     /// Max pooling over the last two axes (padding ignored).
@@ -73,6 +78,24 @@ pub enum Step {
         negate_b: bool,
         relu: bool,
     },
+    /// `out[c, p] = a[c, p] * s[c]`: `a` holds `channels` rows of `inner`
+    /// values, `s` one value per row.
+    ChannelMul {
+        name: String,
+        a: ValueId,
+        s: ValueId,
+        output: ValueId,
+        channels: usize,
+        inner: usize,
+    },
+    /// Softmax over each of `rows` rows of `len` values.
+    Softmax {
+        name: String,
+        input: ValueId,
+        output: ValueId,
+        rows: usize,
+        len: usize,
+    },
     /// An element-wise function of one tensor.
     Pointwise {
         name: String,
@@ -91,6 +114,8 @@ impl Step {
             | Step::MatMul { output, .. }
             | Step::MaxPool { output, .. }
             | Step::Add { output, .. }
+            | Step::ChannelMul { output, .. }
+            | Step::Softmax { output, .. }
             | Step::Pointwise { output, .. }
             | Step::Alias { output, .. } => *output,
         }
@@ -102,8 +127,10 @@ impl Step {
             | Step::MatMul { input, .. }
             | Step::MaxPool { input, .. }
             | Step::Pointwise { input, .. }
+            | Step::Softmax { input, .. }
             | Step::Alias { input, .. } => vec![*input],
             Step::Add { a, b, .. } => vec![*a, *b],
+            Step::ChannelMul { a, s, .. } => vec![*a, *s],
         }
     }
 }

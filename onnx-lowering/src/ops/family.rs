@@ -3,7 +3,7 @@
 
 use crate::error::LowerError;
 use crate::ir::{Op, Program};
-use crate::ops::{conv, elementwise, matmul, pool};
+use crate::ops::{channel_mul, conv, elementwise, matmul, pool, softmax};
 
 /// How much work one step should do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -36,6 +36,8 @@ pub const KERNELS: &[&Kernel] = &[
     &pool::KERNEL,
     &elementwise::ADD_KERNEL,
     &elementwise::LUT_KERNEL,
+    &channel_mul::KERNEL,
+    &softmax::KERNEL,
 ];
 
 /// Kernel id of a kernel name.
@@ -54,6 +56,8 @@ pub fn schedule(op: &Op, p: &Program, budget: &Budget) -> Result<Scheduled, Lowe
         Op::MaxPool(o) => Ok(pool::schedule(o, p, budget)),
         Op::Add(o) => Ok(elementwise::schedule_add(o, p, budget)),
         Op::Lut(o) => Ok(elementwise::schedule_lut(o, p, budget)),
+        Op::ChannelMul(o) => Ok(channel_mul::schedule(o, p, budget)),
+        Op::Softmax(o) => Ok(softmax::schedule(o, p, budget)),
     }
 }
 
@@ -65,6 +69,8 @@ pub fn run_native(op: &Op, p: &Program, mem: &mut [u8]) -> Result<(), LowerError
         Op::MaxPool(o) => pool::run_native(o, p, mem),
         Op::Add(o) => elementwise::run_add(o, p, mem),
         Op::Lut(o) => elementwise::run_lut(o, p, mem),
+        Op::ChannelMul(o) => channel_mul::run_native(o, p, mem),
+        Op::Softmax(o) => softmax::run_native(o, p, mem),
     }
     Ok(())
 }

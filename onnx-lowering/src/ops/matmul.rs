@@ -1,4 +1,6 @@
-//! MatMul / Gemm: `out[i, j] = requant_j(bias[j] + sum_k a[i, k] * w[j, k])`.
+//! MatMul / Gemm: `out[i, j] = requant_j(bias[j] + sum_k a[i, k] * w[j, k])`,
+//! with `a[i, k]` at element `i * a_row + k * a_col` and `out[i, j]` at
+//! element `i * o_row + j * o_col` (see [`crate::ir::MatMul`]).
 //!
 //! A unit is a block of `rb` rows by `cb` output columns; unit `u` is row
 //! block `u / ncb`, column block `u % ncb` (`ncb = ceil(n / cb)`).
@@ -8,7 +10,7 @@ use crate::ops::family::{Budget, Kernel, Scheduled};
 use crate::ops::mem::{read_i32, read_i8};
 
 /// Descriptor words: a, w, bias, out, multiplier, shift, m, k, n, rb, cb,
-/// zero point, lo, hi.
+/// zero point, lo, hi, a_row, a_col, o_row, o_col.
 pub const KERNEL: Kernel = Kernel {
     name: "matmul",
     wat: r#"
@@ -16,8 +18,13 @@ pub const KERNEL: Kernel = Kernel {
     (local $a i32) (local $w i32) (local $bias i32) (local $out i32) (local $mul i32) (local $sh i32)
     (local $k i32) (local $n i32) (local $ncb i32)
     (local $r1 i32) (local $c0 i32) (local $c1 i32)
-    (local $i i32) (local $j i32) (local $pa i32) (local $pw i32) (local $end i32) (local $acc i32)
-    (local $q i64) (local $s i64) (local $t i32)
+    (local $i i32) (local $j i32) (local $pa i32) (local $pw i32) (local $acc i32)
+    (local $q i64) (local $s i64) (local $t i32) (local $ew i32)
+    (local $ar i32) (local $ac i32) (local $or i32) (local $oc i32)
+    (local.set $ar (i32.load offset=56 (local.get $d)))
+    (local.set $ac (i32.load offset=60 (local.get $d)))
+    (local.set $or (i32.load offset=64 (local.get $d)))
+    (local.set $oc (i32.load offset=68 (local.get $d)))
     (local.set $a (i32.load offset=0 (local.get $d)))
     (local.set $w (i32.load offset=4 (local.get $d)))
     (local.set $bias (i32.load offset=8 (local.get $d)))
@@ -40,15 +47,15 @@ pub const KERNEL: Kernel = Kernel {
       (local.set $j (local.get $c0))
       (loop $cols
         (local.set $acc (i32.load (i32.add (local.get $bias) (i32.shl (local.get $j) (i32.const 2)))))
-        (local.set $pa (i32.add (local.get $a) (i32.mul (local.get $i) (local.get $k))))
+        (local.set $pa (i32.add (local.get $a) (i32.mul (local.get $i) (local.get $ar))))
         (local.set $pw (i32.add (local.get $w) (i32.mul (local.get $j) (local.get $k))))
-        (local.set $end (i32.add (local.get $pa) (local.get $k)))
+        (local.set $ew (i32.add (local.get $pw) (local.get $k)))
         (loop $dot
           (local.set $acc (i32.add (local.get $acc)
             (i32.mul (i32.load8_s (local.get $pa)) (i32.load8_s (local.get $pw)))))
-          (local.set $pa (i32.add (local.get $pa) (i32.const 1)))
+          (local.set $pa (i32.add (local.get $pa) (local.get $ac)))
           (local.set $pw (i32.add (local.get $pw) (i32.const 1)))
-          (br_if $dot (i32.lt_u (local.get $pa) (local.get $end))))
+          (br_if $dot (i32.lt_u (local.get $pw) (local.get $ew))))
         ;; requantize: ((acc * m + 2^(s-1)) >> s) + zp, clamped
         (local.set $s (i64.load32_s (i32.add (local.get $sh) (i32.shl (local.get $j) (i32.const 2)))))
         (local.set $q (i64.add
@@ -63,7 +70,8 @@ pub const KERNEL: Kernel = Kernel {
           (i64.lt_s (local.get $q) (i64.load32_s offset=48 (local.get $d)))))
         (local.set $q (select (i64.load32_s offset=52 (local.get $d)) (local.get $q)
           (i64.gt_s (local.get $q) (i64.load32_s offset=52 (local.get $d)))))
-        (i64.store8 (i32.add (local.get $out) (i32.add (i32.mul (local.get $i) (local.get $n)) (local.get $j)))
+        (i64.store8 (i32.add (local.get $out) (i32.add (i32.mul (local.get $i) (local.get $or))
+                                                       (i32.mul (local.get $j) (local.get $oc))))
           (local.get $q))
         (local.set $j (i32.add (local.get $j) (i32.const 1)))
         (br_if $cols (i32.lt_u (local.get $j) (local.get $c1))))
@@ -76,6 +84,8 @@ pub const KERNEL: Kernel = Kernel {
 pub fn schedule(op: &MatMul, p: &Program, budget: &Budget) -> Scheduled {
     let (m, k, n) = (op.m as u64, op.k as u64, op.n as u64);
     // Columns: the weights of a block (cb * k bytes) take half the bytes.
+    // (A strided `a`, `[K, M]`, is read as `k` strips of `rb` bytes, so a
+    // unit touches at least about `k` chunks.)
     let cb = (budget.unit_bytes / (2 * k)).clamp(1, n);
     // Rows: about 10 fuel per product plus 40 per output element.
     let per_row = (10 * k + 40) * cb;
@@ -103,6 +113,10 @@ pub fn schedule(op: &MatMul, p: &Program, budget: &Budget) -> Scheduled {
             r.zero_point as u32,
             r.lo as u32,
             r.hi as u32,
+            op.a_row,
+            op.a_col,
+            op.o_row,
+            op.o_col,
         ],
     }
 }
@@ -113,12 +127,14 @@ pub fn run_native(op: &MatMul, p: &Program, mem: &mut [u8]) {
     let (a, w, bias, out) = (t(op.a), t(op.w), t(op.bias), t(op.output));
     let (mul, sh) = (t(op.requant.multiplier), t(op.requant.shift));
     let (m, k, n) = (op.m as usize, op.k as usize, op.n as usize);
+    let (ar, ac) = (op.a_row as usize, op.a_col as usize);
+    let (or, oc) = (op.o_row as usize, op.o_col as usize);
     let r = &op.requant;
     for i in 0..m {
         for j in 0..n {
             let mut acc = read_i32(mem, bias + 4 * j);
             for kk in 0..k {
-                let x = read_i8(mem, a + i * k + kk) as i32;
+                let x = read_i8(mem, a + i * ar + kk * ac) as i32;
                 let y = read_i8(mem, w + j * k + kk) as i32;
                 acc = acc.wrapping_add(x * y);
             }
@@ -130,7 +146,7 @@ pub fn run_native(op: &MatMul, p: &Program, mem: &mut [u8]) {
                 r.lo,
                 r.hi,
             );
-            mem[out + i * n + j] = q as u8;
+            mem[out + i * or + j * oc] = q as u8;
         }
     }
 }

@@ -6,9 +6,11 @@
 //! branches depend only on shapes and unit indices), so the fuel of every
 //! step is the same for every input.
 
+pub mod channel_mul;
 pub mod conv;
 pub mod elementwise;
 pub mod family;
 pub mod matmul;
 pub mod mem;
 pub mod pool;
+pub mod softmax;
