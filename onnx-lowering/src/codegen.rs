@@ -149,7 +149,7 @@ fn module_text(
     // Every kernel is included so that kernel ids are the registry's; an
     // unused kernel costs code, never fuel.
     let _ = used;
-    for k in KERNELS {
+    for k in KERNELS.iter() {
         t.push_str(k.wat);
     }
     let _ = writeln!(t, "  (func (export \"step\") (result i32)");

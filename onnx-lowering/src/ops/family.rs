@@ -4,6 +4,7 @@
 use crate::error::LowerError;
 use crate::ir::{Op, Program};
 use crate::ops::{channel_mul, conv, elementwise, matmul, pool, softmax};
+use std::sync::LazyLock;
 
 /// How much work one step should do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -29,16 +30,18 @@ pub struct Scheduled {
     pub descriptor: Vec<u32>,
 }
 
-/// Every kernel, in kernel-id order.
-pub const KERNELS: &[&Kernel] = &[
-    &matmul::KERNEL,
-    &conv::KERNEL,
-    &pool::KERNEL,
-    &elementwise::ADD_KERNEL,
-    &elementwise::LUT_KERNEL,
-    &channel_mul::KERNEL,
-    &softmax::KERNEL,
-];
+/// Every kernel, in kernel-id order (conv's text is generated on first use).
+pub static KERNELS: LazyLock<[&Kernel; 7]> = LazyLock::new(|| {
+    [
+        &matmul::KERNEL,
+        &conv::KERNEL,
+        &pool::KERNEL,
+        &elementwise::ADD_KERNEL,
+        &elementwise::LUT_KERNEL,
+        &channel_mul::KERNEL,
+        &softmax::KERNEL,
+    ]
+});
 
 /// Kernel id of a kernel name.
 pub fn kernel_id(name: &str) -> u32 {

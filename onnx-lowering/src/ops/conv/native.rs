@@ -1,0 +1,116 @@
+//! The native implementation of the conv, bit-exact with the kernel.
+
+use super::schedule::Geom;
+use crate::ir::{requantize, Conv, Program};
+use crate::ops::mem::read_i32;
+
+/// The valid taps `k0..k1` of a window starting at input position `start`
+/// (possibly negative) with `k` taps `d` apart over an axis of `n` positions.
+fn taps(start: isize, k: usize, d: usize, n: usize) -> (usize, usize) {
+    let d = d as isize;
+    let k0 = if start < 0 { (-start + d - 1) / d } else { 0 };
+    let room = n as isize - start;
+    let k1 = if room > 0 {
+        ((room + d - 1) / d).min(k as isize)
+    } else {
+        0
+    };
+    (k0 as usize, k1.max(k0) as usize)
+}
+
+/// Output channels `oc0..` into `out` (whole `OH x OW` planes), reading
+/// the memory image `mem`.
+fn planes(op: &Conv, p: &Program, g: &Geom, mem: &[u8], oc0: usize, out: &mut [u8]) {
+    let t = |id: usize| p.tensors[id].offset as usize;
+    let (inp, wt, r) = (t(op.input), t(op.weight), &op.requant);
+    let [sh, sw] = g.stride;
+    let [dh, dw] = g.dil;
+    // Per kernel column: the output columns x0..x1 whose input column
+    // x * sw + off lies inside the input.
+    let cols: Vec<(usize, usize, usize)> = (0..g.kw)
+        .map(|kx| {
+            let base = (kx * dw) as isize - g.pad[1] as isize;
+            let x0 = if base < 0 { (-base) as usize } else { 0 }.div_ceil(sw);
+            let room = g.w as isize - base;
+            let x1 = if room > 0 {
+                (room as usize).div_ceil(sw).min(g.ow)
+            } else {
+                0
+            };
+            if x0 >= x1 {
+                (0, 0, 0)
+            } else {
+                (x0, x1, (base + (x0 * sw) as isize) as usize)
+            }
+        })
+        .collect();
+    let mut acc = vec![0i32; g.ow];
+    for (i, plane) in out.chunks_mut(g.oh * g.ow).enumerate() {
+        let oc = oc0 + i;
+        let ch0 = oc / g.ocpg * g.cg;
+        let bias = read_i32(mem, t(op.bias) + 4 * oc);
+        let mul = read_i32(mem, t(r.multiplier) + 4 * oc);
+        let shift = read_i32(mem, t(r.shift) + 4 * oc);
+        for (y, row) in plane.chunks_mut(g.ow).enumerate() {
+            acc.fill(bias);
+            let iy0 = (y * sh) as isize - g.pad[0] as isize;
+            let (ky0, ky1) = taps(iy0, g.kh, dh, g.h);
+            for ic in 0..g.cg {
+                let chan = inp + (ch0 + ic) * g.h * g.w;
+                let wrow = wt + (oc * g.cg + ic) * g.kh * g.kw;
+                for ky in ky0..ky1 {
+                    let irow = &mem[chan + (iy0 + (ky * dh) as isize) as usize * g.w..][..g.w];
+                    for (kx, &(x0, x1, off)) in cols.iter().enumerate() {
+                        let wv = mem[wrow + ky * g.kw + kx] as i8 as i32;
+                        let acc = &mut acc[x0..x1];
+                        if sw == 1 {
+                            for (a, v) in acc.iter_mut().zip(&irow[off..]) {
+                                *a = a.wrapping_add(*v as i8 as i32 * wv);
+                            }
+                        } else {
+                            for (a, v) in acc.iter_mut().zip(irow[off..].iter().step_by(sw)) {
+                                *a = a.wrapping_add(*v as i8 as i32 * wv);
+                            }
+                        }
+                    }
+                }
+            }
+            for (o, a) in row.iter_mut().zip(&acc) {
+                *o = requantize(*a, mul, shift, r.zero_point, r.lo, r.hi) as u8;
+            }
+        }
+    }
+}
+
+/// The whole convolution on the memory image (output channels split over
+/// threads when the node is large).
+pub fn run_native(op: &Conv, p: &Program, mem: &mut [u8]) {
+    let g = Geom::new(op, p);
+    let plane = g.oh * g.ow;
+    let mut out = vec![0u8; g.oc * plane];
+    if out.is_empty() {
+        return;
+    }
+    let macs = out.len() * g.per_oc();
+    let threads = if macs < 1 << 20 {
+        1
+    } else {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(g.oc)
+    };
+    let src: &[u8] = mem;
+    if threads <= 1 {
+        planes(op, p, &g, src, 0, &mut out);
+    } else {
+        let per = g.oc.div_ceil(threads);
+        std::thread::scope(|s| {
+            for (i, chunk) in out.chunks_mut(per * plane).enumerate() {
+                let g = &g;
+                s.spawn(move || planes(op, p, g, src, i * per, chunk));
+            }
+        });
+    }
+    let at = p.tensors[op.output].offset as usize;
+    mem[at..at + out.len()].copy_from_slice(&out);
+}
