@@ -847,7 +847,7 @@ mod tests {
         for cut in HEADER_LEN..=bytes.len() {
             let part = &bytes[..cut];
             let n = complete_records(cut as u64);
-            let partial = (cut - HEADER_LEN) % RECORD_LEN != 0;
+            let partial = !(cut - HEADER_LEN).is_multiple_of(RECORD_LEN);
             let mut r = open(part).unwrap();
             assert_eq!((r.len(), r.has_partial_tail()), (n, partial));
             assert_eq!(r.records(1, n).unwrap().count() as u64, n);
