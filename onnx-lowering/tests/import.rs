@@ -7,18 +7,8 @@ use opml_lowering::import::{dequantize_output, import, quantize_input, ImportOpt
 use opml_lowering::{Artifact, LowerError};
 use std::path::{Path, PathBuf};
 
-/// Runs `f` on a thread with a 64 MiB stack: the sandbox's interpreter
-/// (wasmi's tail-call dispatch) recurses deeply within one step of the
-/// default 200k-fuel budget, needing 4 to 8 MiB in the dev profile, more
-/// than the 2 MiB of a test thread.
-fn big_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    std::thread::Builder::new()
-        .stack_size(64 << 20)
-        .spawn(f)
-        .unwrap()
-        .join()
-        .unwrap()
-}
+mod common;
+use common::onnx::*;
 
 fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -82,10 +72,6 @@ fn agreement(imp: &Imported, a: &Artifact) -> f64 {
 
 #[test]
 fn digits_cnn_matches_onnxruntime() {
-    big_stack(digits_cnn_matches_onnxruntime_body)
-}
-
-fn digits_cnn_matches_onnxruntime_body() {
     let (imp, a) = digits_import(Some(64));
     let kinds: Vec<&str> = imp
         .report
@@ -129,10 +115,6 @@ fn digits_cnn_matches_onnxruntime_body() {
 
 #[test]
 fn digits_cnn_with_default_calibration() {
-    big_stack(digits_cnn_with_default_calibration_body)
-}
-
-fn digits_cnn_with_default_calibration_body() {
     let (imp, a) = digits_import(None);
     assert_eq!(imp.report.calibration_samples, 8);
     let agree = agreement(&imp, &a);
@@ -145,10 +127,6 @@ fn digits_cnn_with_default_calibration_body() {
 
 #[test]
 fn import_is_reproducible() {
-    big_stack(import_is_reproducible_body)
-}
-
-fn import_is_reproducible_body() {
     let (i1, a1) = digits_import(Some(8));
     let (i2, a2) = digits_import(Some(8));
     assert_eq!(i1.program, i2.program);
@@ -158,112 +136,7 @@ fn import_is_reproducible_body() {
     assert_eq!(d1.wasm(), d2.wasm());
 }
 
-// ---- hand-written ONNX models ---------------------------------------------
-
-/// Protobuf wire encoding, just enough for ONNX.
-struct Pb(Vec<u8>);
-impl Pb {
-    fn new() -> Self {
-        Pb(Vec::new())
-    }
-    fn varint(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.0.push(v as u8 | 0x80);
-            v >>= 7;
-        }
-        self.0.push(v as u8);
-    }
-    fn int(mut self, field: u64, v: i64) -> Self {
-        self.varint(field << 3);
-        self.varint(v as u64);
-        self
-    }
-    fn bytes(mut self, field: u64, b: &[u8]) -> Self {
-        self.varint(field << 3 | 2);
-        self.varint(b.len() as u64);
-        self.0.extend_from_slice(b);
-        self
-    }
-    fn str(self, field: u64, s: &str) -> Self {
-        self.bytes(field, s.as_bytes())
-    }
-    fn msg(self, field: u64, m: Pb) -> Self {
-        self.bytes(field, &m.0)
-    }
-}
-
-fn value_info(name: &str, shape: &[i64]) -> Pb {
-    let dims = shape
-        .iter()
-        .fold(Pb::new(), |s, d| s.msg(1, Pb::new().int(1, *d)));
-    let tensor = Pb::new().int(1, 1).msg(2, dims);
-    Pb::new().str(1, name).msg(2, Pb::new().msg(1, tensor))
-}
-
-fn initializer(name: &str, shape: &[i64], data: &[f32]) -> Pb {
-    let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-    let t = shape.iter().fold(Pb::new(), |t, d| t.int(1, *d));
-    t.int(2, 1).str(8, name).bytes(9, &raw)
-}
-
-/// An attribute value.
-enum Attr {
-    I(i64),
-    Is(&'static [i64]),
-    S(&'static str),
-}
-use Attr::{Is, I, S};
-
-/// A node: (op type, name, inputs, outputs, attributes).
-fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: &[(&str, Attr)]) -> Pb {
-    let mut n = Pb::new();
-    for i in inputs {
-        n = n.str(1, i);
-    }
-    for o in outputs {
-        n = n.str(2, o);
-    }
-    n = n.str(3, name).str(4, op);
-    for (k, v) in attrs {
-        let a = Pb::new().str(1, k);
-        let a = match v {
-            I(v) => a.int(3, *v).int(20, 2),
-            Is(vs) => vs.iter().fold(a, |a, v| a.int(8, *v)).int(20, 7),
-            S(s) => a.str(4, s).int(20, 3),
-        };
-        n = n.msg(5, a);
-    }
-    n
-}
-
-fn model(nodes: Vec<Pb>, inits: Vec<Pb>, inputs: Vec<Pb>, outputs: Vec<Pb>) -> Vec<u8> {
-    let mut g = Pb::new().str(2, "g");
-    for n in nodes {
-        g = g.msg(1, n);
-    }
-    for i in inits {
-        g = g.msg(5, i);
-    }
-    for i in inputs {
-        g = g.msg(11, i);
-    }
-    for o in outputs {
-        g = g.msg(12, o);
-    }
-    Pb::new()
-        .int(1, 7)
-        .msg(8, Pb::new().str(1, "").int(2, 13))
-        .msg(7, g)
-        .0
-}
-
-fn write_model(name: &str, bytes: &[u8]) -> PathBuf {
-    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("import");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(name);
-    std::fs::write(&path, bytes).unwrap();
-    path
-}
+// ---- hand-written ONNX models (writer in tests/common/onnx.rs) ----------
 
 /// Deterministic values in [-1, 1).
 fn values(seed: u32, n: usize) -> Vec<f32> {
@@ -297,10 +170,6 @@ fn gemm(x: &[f32], w: &[f32], b: &[f32], n: usize, transposed: bool) -> Vec<f32>
 /// activations with a fused ReLU, and a table.
 #[test]
 fn mlp_with_residual_and_sigmoid() {
-    big_stack(mlp_with_residual_and_sigmoid_body)
-}
-
-fn mlp_with_residual_and_sigmoid_body() {
     let (w1, b1, w3, w2, b2) = (
         values(1, 16 * 16),
         values(2, 16),
@@ -414,10 +283,6 @@ fn plan_f64(path: &Path, x: &[f32]) -> Vec<f32> {
 /// flatten and Gemm, against tract's f32 run.
 #[test]
 fn small_cnn_matches_tract() {
-    big_stack(small_cnn_matches_tract_body)
-}
-
-fn small_cnn_matches_tract_body() {
     let f = |seed, n| values(seed, n);
     let var: Vec<f32> = f(15, 6).iter().map(|v| v.abs() + 0.5).collect();
     let bytes = model(
@@ -539,10 +404,6 @@ fn small_cnn_matches_tract_body() {
 /// last axis, against tract's f32 run.
 #[test]
 fn pointwise_conv_gate_and_softmax_match_tract() {
-    big_stack(pointwise_conv_gate_and_softmax_body)
-}
-
-fn pointwise_conv_gate_and_softmax_body() {
     let f = |seed, n| values(seed, n);
     let bytes = model(
         vec![
@@ -622,7 +483,7 @@ fn pointwise_conv_gate_and_softmax_body() {
 /// the pooling view is given the batch axis the IR's max pool takes.
 #[test]
 fn global_max_pool_builds_and_runs() {
-    big_stack(|| {
+    {
         let bytes = model(
             vec![node("GlobalMaxPool", "gmp", &["x"], &["y"], &[])],
             vec![],
@@ -645,16 +506,12 @@ fn global_max_pool_builds_and_runs() {
                 .fold(0.0f32, |m, v| m.max(*v));
             assert!((g - want).abs() < 0.01, "channel {c}: {g} vs {want}");
         }
-    })
+    }
 }
 
 /// GELU written out with Erf is one table; a transpose is unsupported.
 #[test]
 fn gelu_is_one_table() {
-    big_stack(gelu_is_one_table_body)
-}
-
-fn gelu_is_one_table_body() {
     let bytes = model(
         vec![
             node("Div", "d", &["x", "sqrt2"], &["t"], &[]),
@@ -795,7 +652,7 @@ fn hostile_files_are_errors() {
 /// crash (tract panics on some of them: those are caught and reported).
 #[test]
 fn corrupted_files_never_panic() {
-    big_stack(|| {
+    {
         let good = std::fs::read(fixture("model.onnx")).unwrap();
         let mut state = 12345u64;
         let mut next = move || {
@@ -821,7 +678,7 @@ fn corrupted_files_never_panic() {
         }
         println!("corrupted files: {ok} imported, {failed} rejected");
         assert!(failed > 0);
-    })
+    }
 }
 
 fn ocr_fixture(name: &str) -> PathBuf {
@@ -846,10 +703,6 @@ fn npy_f32(path: &Path) -> Vec<f32> {
 /// of every input.
 #[test]
 fn third_party_ocr_model_lowers_and_predicts_the_expected_labels() {
-    big_stack(third_party_ocr_model_body)
-}
-
-fn third_party_ocr_model_body() {
     let cases: serde_json::Value =
         serde_json::from_slice(&std::fs::read(ocr_fixture("cases.json")).unwrap()).unwrap();
     let labels: Vec<String> = cases["labels"]

@@ -1,6 +1,8 @@
 //! Helpers shared by the lowering tests.
 #![allow(dead_code)]
 
+pub mod onnx;
+
 use opml_lowering::codegen::CodegenOptions;
 use opml_lowering::ops::family::Budget;
 
