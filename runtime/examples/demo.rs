@@ -1,6 +1,8 @@
-//! `make run` for now: admits the committed matmul sample module, runs it in
-//! the sandbox, prints steps, fuel and the final state root, and proves and
-//! verifies one step (the verifier sees only the proof's chunks).
+//! A tour of the sandbox on a hand-written module
+//! (`cargo run -p opml-runtime --example demo`): admits the matmul test
+//! program, runs it, prints steps, fuel and the final state root, and proves
+//! and verifies one step (the verifier sees only the proof's chunks).
+//! `make run` does the same on a real lowered model through the `opml` CLI.
 
 use opml_runtime::{verify_one_step, Sandbox, Status};
 use std::time::Instant;
