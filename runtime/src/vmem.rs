@@ -181,74 +181,61 @@ pub fn linker<B: Backing + 'static>(
     engine: &Engine,
 ) -> Result<Linker<HostMemory<B>>, wasmi::errors::LinkerError> {
     let mut l = Linker::<HostMemory<B>>::new(engine);
+    // One closure shape per access kind: `$t` is the Wasm value type; a load
+    // sign- or zero-extends the raw little-endian bits into it, a store takes
+    // its raw bits with `$bits`.
+    macro_rules! load {
+        ($t:ty, $bytes:expr, $signed:expr, $name:expr) => {{
+            let (bytes, signed) = ($bytes, $signed);
+            l.func_wrap(
+                HOST_MODULE,
+                $name,
+                move |mut c: Caller<'_, HostMemory<B>>,
+                      a: i32,
+                      o: i32|
+                      -> Result<$t, wasmi::Error> {
+                    let raw = c.data_mut().load(a, o, bytes)?;
+                    Ok(extend(raw, bytes, signed) as $t)
+                },
+            )?;
+        }};
+    }
+    macro_rules! store {
+        ($t:ty, $bits:expr, $bytes:expr, $name:expr) => {{
+            let bytes = $bytes;
+            l.func_wrap(
+                HOST_MODULE,
+                $name,
+                move |mut c: Caller<'_, HostMemory<B>>,
+                      a: i32,
+                      v: $t,
+                      o: i32|
+                      -> Result<(), wasmi::Error> {
+                    c.data_mut().store(a, o, bytes, $bits(v))
+                },
+            )?;
+        }};
+    }
     for (name, op) in HOST_FUNCS {
         match op {
             HostOp::Load {
                 ty: Width::I32,
                 bytes,
                 signed,
-            } => {
-                l.func_wrap(
-                    HOST_MODULE,
-                    name,
-                    move |mut c: Caller<'_, HostMemory<B>>,
-                          a: i32,
-                          o: i32|
-                          -> Result<i32, wasmi::Error> {
-                        let raw = c.data_mut().load(a, o, bytes)?;
-                        Ok(extend(raw, bytes, signed) as i32)
-                    },
-                )?;
-            }
+            } => load!(i32, bytes, signed, name),
             HostOp::Load {
                 ty: Width::I64,
                 bytes,
                 signed,
-            } => {
-                l.func_wrap(
-                    HOST_MODULE,
-                    name,
-                    move |mut c: Caller<'_, HostMemory<B>>,
-                          a: i32,
-                          o: i32|
-                          -> Result<i64, wasmi::Error> {
-                        let raw = c.data_mut().load(a, o, bytes)?;
-                        Ok(extend(raw, bytes, signed) as i64)
-                    },
-                )?;
-            }
+            } => load!(i64, bytes, signed, name),
             HostOp::Store {
                 ty: Width::I32,
                 bytes,
-            } => {
-                l.func_wrap(
-                    HOST_MODULE,
-                    name,
-                    move |mut c: Caller<'_, HostMemory<B>>,
-                          a: i32,
-                          v: i32,
-                          o: i32|
-                          -> Result<(), wasmi::Error> {
-                        c.data_mut().store(a, o, bytes, u64::from(v as u32))
-                    },
-                )?;
-            }
+            } => store!(i32, |v: i32| u64::from(v as u32), bytes, name),
             HostOp::Store {
                 ty: Width::I64,
                 bytes,
-            } => {
-                l.func_wrap(
-                    HOST_MODULE,
-                    name,
-                    move |mut c: Caller<'_, HostMemory<B>>,
-                          a: i32,
-                          v: i64,
-                          o: i32|
-                          -> Result<(), wasmi::Error> {
-                        c.data_mut().store(a, o, bytes, v as u64)
-                    },
-                )?;
-            }
+            } => store!(i64, |v: i64| v as u64, bytes, name),
             HostOp::Size => {
                 l.func_wrap(HOST_MODULE, name, |c: Caller<'_, HostMemory<B>>| -> i32 {
                     c.data().pages as i32
