@@ -114,3 +114,42 @@ pub fn classify(
     };
     Ok(StepEnd::Status(Status::Faulted(fault)))
 }
+
+/// How one step of the virtual variant ended.
+pub struct VirtualStep<B> {
+    pub end: StepEnd,
+    /// Fuel the step used (meaningful unless a host stop ended it).
+    pub fuel_used: u64,
+    /// The host memory after the step.
+    pub memory: crate::vmem::HostMemory<B>,
+}
+
+/// Runs one `step()` of a compiled virtual variant over `memory`: the
+/// sequence the verifier and the recording prover share, so they cannot
+/// drift apart.
+pub fn run_virtual_step<B: crate::vmem::Backing + 'static>(
+    engine: &Engine,
+    module: &wasmi::Module,
+    memory: crate::vmem::HostMemory<B>,
+    step_fuel: u64,
+) -> Result<VirtualStep<B>, EngineError> {
+    let err = |e: &dyn core::fmt::Display| EngineError(alloc::format!("{e}"));
+    let mut store = Store::new(engine, memory);
+    let instance = crate::vmem::linker::<B>(engine)
+        .map_err(|e| err(&e))?
+        .instantiate_and_start(&mut store, module)
+        .map_err(|e| err(&e))?;
+    let meter = Meter::new(&store, &instance).map_err(|e| EngineError(e.0.into()))?;
+    let step = instance
+        .get_typed_func::<(), i32>(&store, "step")
+        .map_err(|e| err(&e))?;
+    meter.arm(&mut store, step_fuel);
+    let result = step.call(&mut store, ());
+    let end = classify(result, meter.out_of_fuel(&store))?;
+    let fuel_used = step_fuel.saturating_sub(meter.left(&store));
+    Ok(VirtualStep {
+        end,
+        fuel_used,
+        memory: store.into_data(),
+    })
+}

@@ -15,14 +15,14 @@
 
 use crate::admission::{admit, AdmissionError, ModuleInfo};
 use crate::checkpoint::Snapshot;
-use crate::engine::{classify, engine, EngineError, Meter, StepEnd};
+use crate::engine::{classify, engine, run_virtual_step, EngineError, Meter, StepEnd, VirtualStep};
 use crate::hash::{code_hash, Hash};
 use crate::instrument::{instrument, InstrumentError, Variant, MARKS_MEMORY};
 use crate::limits::PAGE_SIZE;
 use crate::merkle::{MerkleError, MerkleTree};
 use crate::proof::{OneStepProof, ProvenChunk, PROOF_VERSION};
 use crate::state::{Fault, StateFields, Status};
-use crate::vmem::{linker, Backing, HostMemory, HostStop};
+use crate::vmem::{Backing, HostMemory, HostStop};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use wasmi::{Engine, Instance, Memory, Module, Store, TypedFunc};
@@ -406,21 +406,16 @@ impl Sandbox {
             limits.max_pages,
             limits.max_touched,
         );
-        let engine = &self.program.engine;
-        let mut store = Store::new(engine, host);
-        let instance = linker::<Recording>(engine)
-            .map_err(internal)?
-            .instantiate_and_start(&mut store, &self.program.virt)
-            .map_err(internal)?;
-        let meter = Meter::new(&store, &instance).map_err(|e| internal(e.0))?;
-        let step = instance
-            .get_typed_func::<(), i32>(&store, "step")
-            .map_err(internal)?;
-        meter.arm(&mut store, limits.step_fuel);
-        let result = step.call(&mut store, ());
-        let end = classify(result, meter.out_of_fuel(&store))?;
-        let used = limits.step_fuel.saturating_sub(meter.left(&store));
-        let host = store.into_data();
+        let VirtualStep {
+            end,
+            fuel_used: used,
+            memory: host,
+        } = run_virtual_step(
+            &self.program.engine,
+            &self.program.virt,
+            host,
+            limits.step_fuel,
+        )?;
         let indices: Vec<u32> = host.backing.pre.keys().copied().collect();
         // A step that touches no memory is proven by its pre-state alone.
         let lemmas = if indices.is_empty() {
@@ -456,8 +451,7 @@ impl Sandbox {
                 let mut tree = self.tree.clone();
                 tree.grow(limits.chunks_in(host.pages))?;
                 let mem = &host.backing.memory;
-                let touched: Vec<u32> = indices.clone();
-                tree.update(mem, &touched)?;
+                tree.update(mem, &indices)?;
                 StateFields {
                     status,
                     step: next_step,

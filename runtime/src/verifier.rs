@@ -27,17 +27,17 @@
 //! ```
 
 use crate::admission::{admit, AdmissionError};
-use crate::engine::{classify, engine, EngineError, Meter, StepEnd};
+use crate::engine::{engine, run_virtual_step, EngineError, StepEnd, VirtualStep};
 use crate::hash::{leaf_hash, Hash};
 use crate::instrument::{instrument, InstrumentError, Variant};
 use crate::merkle::{root_from_multiproof, MerkleError};
 use crate::proof::{OneStepProof, ProofDecodeError, PROOF_VERSION};
 use crate::state::{Fault, StateFields, Status};
-use crate::vmem::{linker, HostMemory, HostStop, SparseChunks};
+use crate::vmem::{HostMemory, HostStop, SparseChunks};
 use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
-use wasmi::{Module, Store};
+use wasmi::Module;
 
 /// Why a proof was rejected (or could not be checked).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -243,18 +243,11 @@ pub fn verify_one_step_fields(
         limits.max_pages,
         limits.max_touched,
     );
-    let mut store = Store::new(&engine, memory);
-    let instance = linker::<SparseChunks>(&engine)
-        .map_err(internal)?
-        .instantiate_and_start(&mut store, &module)
-        .map_err(internal)?;
-    let meter = Meter::new(&store, &instance).map_err(|e| internal(e.0))?;
-    let step = instance
-        .get_typed_func::<(), i32>(&store, "step")
-        .map_err(internal)?;
-    meter.arm(&mut store, limits.step_fuel);
-    let result = step.call(&mut store, ());
-    let end = classify(result, meter.out_of_fuel(&store))?;
+    let VirtualStep {
+        end,
+        fuel_used: used,
+        memory,
+    } = run_virtual_step(&engine, &module, memory, limits.step_fuel)?;
 
     let status = match end {
         StepEnd::Host(HostStop::MissingChunk(c)) => return Err(VerifyError::MissingChunk(c)),
@@ -267,12 +260,10 @@ pub fn verify_one_step_fields(
         }
         StepEnd::Status(s) => s,
     };
-    let used = limits.step_fuel.saturating_sub(meter.left(&store));
     let fuel = pre
         .fuel
         .checked_add(used)
         .ok_or(VerifyError::CounterOverflow)?;
-    let memory = store.data();
     let memory_root = if leaves.is_empty() {
         pre.memory_root
     } else {
