@@ -89,13 +89,7 @@ impl Artifact {
     /// Generates, admits and measures the module of `program`.
     pub fn build(program: Program, options: CodegenOptions) -> Result<Self, LowerError> {
         let (generated, schedule) = generate(&program, &options)?;
-        {
-            let mut image = vec![0u8; generated.memory_pages as usize * 65536];
-            for (offset, bytes) in &generated.segments {
-                image[*offset as usize..*offset as usize + bytes.len()].copy_from_slice(bytes);
-            }
-            program.validate(&image)?;
-        }
+        program.validate(&generated.initial_image())?;
         let mut nodes: Vec<NodeBoundary> = program
             .nodes
             .iter()
@@ -140,11 +134,7 @@ impl Artifact {
 
     /// The memory image at instantiation (before inputs are written).
     pub fn initial_image(&self) -> Vec<u8> {
-        let mut mem = vec![0u8; self.generated.memory_pages as usize * 65536];
-        for (offset, bytes) in &self.generated.segments {
-            mem[*offset as usize..*offset as usize + bytes.len()].copy_from_slice(bytes);
-        }
-        mem
+        self.generated.initial_image()
     }
 
     fn check_inputs(&self, inputs: &[Vec<u8>]) -> Result<(), LowerError> {
@@ -189,9 +179,16 @@ impl Artifact {
             .clone())
     }
 
+    /// Depth of the module's Merkle tree, by the runtime's own rule.
     fn depth(&self) -> u32 {
-        let chunks = (u64::from(self.generated.memory_pages) * 65536) >> self.options.chunk_log2;
-        64 - (chunks.max(1) - 1).leading_zeros()
+        opml_runtime::limits::ModuleLimits {
+            step_fuel: self.options.step_fuel,
+            chunk_log2: self.options.chunk_log2,
+            max_touched: self.options.max_touched,
+            min_pages: self.generated.memory_pages,
+            max_pages: self.generated.memory_pages,
+        }
+        .tree_depth()
     }
 
     /// The Merkle tree of the initial image (built once per artifact).

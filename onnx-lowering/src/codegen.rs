@@ -52,6 +52,17 @@ pub struct Generated {
     pub memory_pages: u32,
 }
 
+impl Generated {
+    /// The memory image at instantiation: zeros plus the data segments.
+    pub fn initial_image(&self) -> Vec<u8> {
+        let mut mem = vec![0u8; self.memory_pages as usize * 65536];
+        for (offset, bytes) in &self.segments {
+            mem[*offset as usize..*offset as usize + bytes.len()].copy_from_slice(bytes);
+        }
+        mem
+    }
+}
+
 fn align8(x: u32) -> u32 {
     (x + 7) & !7
 }
@@ -95,13 +106,7 @@ pub fn generate(
     segments.push((sched_base, words(&schedule_words)));
     segments.push((desc_base, words(&desc_words)));
 
-    let text = module_text(
-        program.nodes.len() as u32,
-        sched_base,
-        pages,
-        opts,
-        &scheduled,
-    );
+    let text = module_text(program.nodes.len() as u32, sched_base, pages, opts);
     let mut wasm = wat::parse_str(&text).map_err(|e| LowerError::Codegen(format!("{e}")))?;
     let mut data = DataSection::new();
     for (offset, bytes) in &segments {
@@ -121,13 +126,7 @@ pub fn generate(
     Ok((generated, scheduled))
 }
 
-fn module_text(
-    nodes: u32,
-    sched: u32,
-    pages: u32,
-    opts: &CodegenOptions,
-    used: &[Scheduled],
-) -> String {
+fn module_text(nodes: u32, sched: u32, pages: u32, opts: &CodegenOptions) -> String {
     let mut t = String::new();
     let _ = writeln!(t, "(module");
     let _ = writeln!(t, "  (memory (export \"memory\") {pages} {pages})");
@@ -148,7 +147,6 @@ fn module_text(
     );
     // Every kernel is included so that kernel ids are the registry's; an
     // unused kernel costs code, never fuel.
-    let _ = used;
     for k in KERNELS.iter() {
         t.push_str(k.wat);
     }
@@ -176,13 +174,12 @@ fn module_text(
         t,
         "      (br_table {labels}$done (i32.load (local.get $e))))"
     );
-    for (i, k) in KERNELS.iter().enumerate() {
+    for k in KERNELS.iter() {
         let _ = writeln!(
             t,
             "      (call ${} (i32.load offset=8 (local.get $e)) (local.get $unit)) (br $done))",
             k.name
         );
-        let _ = i;
     }
     let _ = writeln!(
         t,

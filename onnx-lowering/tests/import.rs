@@ -539,7 +539,7 @@ fn gelu_is_one_table() {
     assert_eq!(imp.report.ir_nodes[0].1, "lut");
     let a = Artifact::build(imp.program.clone(), CodegenOptions::default()).unwrap();
     let y = run(&a, &imp, &x);
-    let step = imp.output_quant[0].0;
+    let step = imp.program.tensors[imp.program.outputs[0]].scale().unwrap();
     for (x, y) in x.iter().zip(&y) {
         let exact =
             0.5 * f64::from(*x) * (1.0 + libm_free_erf(f64::from(*x) / std::f64::consts::SQRT_2));

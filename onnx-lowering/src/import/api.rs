@@ -47,10 +47,6 @@ pub struct ImportOptions {
 pub struct Imported {
     pub program: Program,
     pub report: ImportReport,
-    /// Per program input: (scale, zero point).
-    pub input_quant: Vec<(f32, i32)>,
-    /// Per program output: (scale, zero point).
-    pub output_quant: Vec<(f32, i32)>,
     /// With calibration data: the float (f64) outputs of every calibration
     /// sample (samples x outputs x values), for accuracy reports.
     pub reference: Option<Vec<Vec<Vec<f64>>>>,
@@ -96,8 +92,6 @@ pub fn import(model_path: &Path, opts: &ImportOptions) -> Result<Imported, Lower
         Ok(Imported {
             program: lowered.program,
             report,
-            input_quant: lowered.input_quant,
-            output_quant: lowered.output_quant,
             reference,
         })
     })

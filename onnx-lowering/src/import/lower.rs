@@ -20,9 +20,9 @@ use opml_runtime::limits::{MAX_PAGES, PAGE_SIZE};
 
 /// The integer program with the quantization of its inputs and outputs.
 pub struct Lowered {
+    /// Every tensor carries its scale (`Tensor::scale`), inputs and outputs
+    /// included.
     pub program: Program,
-    pub input_quant: Vec<(f32, i32)>,
-    pub output_quant: Vec<(f32, i32)>,
 }
 
 /// Bytes the tensors may take: the sandbox's memory, less room for the
@@ -442,7 +442,6 @@ pub fn lower(plan: &Plan, ranges: &[f64]) -> Result<Lowered, LowerError> {
         l.step(step)?;
     }
     let tensors = l.tensors;
-    let scales = l.scales;
     let mut program = l.b.finish();
     program.outputs = plan
         .outputs
@@ -452,9 +451,5 @@ pub fn lower(plan: &Plan, ranges: &[f64]) -> Result<Lowered, LowerError> {
     for t in &program.outputs {
         program.tensors[*t].kind = TensorKind::Output;
     }
-    Ok(Lowered {
-        input_quant: plan.inputs.iter().map(|v| (scales[*v], 0)).collect(),
-        output_quant: plan.outputs.iter().map(|v| (scales[*v], 0)).collect(),
-        program,
-    })
+    Ok(Lowered { program })
 }
