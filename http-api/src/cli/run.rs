@@ -92,30 +92,31 @@ fn run_recorded(
         ProgressStyle::with_template("{bar:40} {pos}/{len} steps {elapsed_precise}")
             .unwrap_or(ProgressStyle::default_bar()),
     );
-    let manifest = record(&mut sb, dir, &RecordOptions::default(), |s| {
-        bar.set_position(s.step)
+    // The node-boundary states come from the recording itself, not from
+    // replaying checkpoints afterwards.
+    let ends: Vec<u64> = artifact.nodes.iter().map(|n| n.end_step).collect();
+    let mut boundaries = vec![sb.state()];
+    record(&mut sb, dir, &RecordOptions::default(), |s| {
+        bar.set_position(s.step);
+        if ends.contains(&s.step) {
+            boundaries.push(*s);
+        }
     })
     .map_err(|e| failed(&e))?;
     bar.finish_and_clear();
     let mut recorded = RecordedRun::open(dir, sb.program().clone()).map_err(|e| failed(&e))?;
-    let mut boundaries = vec![recorded.rebuild(0).map_err(|e| failed(&e))?.state()];
-    for n in &artifact.nodes {
-        let root = recorded.root_at(n.end_step).map_err(|e| failed(&e))?;
-        let state = if n.end_step == manifest.steps {
-            manifest.final_state
-        } else {
-            recorded
-                .rebuild(n.end_step)
-                .map_err(|e| failed(&e))?
-                .state()
-        };
-        if state.hash() != root {
+    for (n, state) in artifact.nodes.iter().zip(&boundaries[1..]) {
+        if recorded.root_at(n.end_step).map_err(|e| failed(&e))? != state.hash() {
             return Err(CliError::Failed(format!(
                 "trace disagrees at the end of node {}",
                 n.name
             )));
         }
-        boundaries.push(state);
+    }
+    if boundaries.len() != artifact.nodes.len() + 1 {
+        return Err(CliError::Failed(
+            "the run ended before its last node".into(),
+        ));
     }
     Ok(Run {
         boundaries,
