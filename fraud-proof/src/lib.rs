@@ -15,3 +15,7 @@ pub mod build;
 pub mod core;
 
 pub use crate::core::*;
+#[cfg(feature = "std")]
+pub mod agents;
+#[cfg(feature = "std")]
+pub mod play;
