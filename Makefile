@@ -32,6 +32,7 @@ check-no-std:
 bench:
 	$(CARGO) run --locked --release -p opml-runtime --example bench
 	$(CARGO) run --locked --release -p opml-lowering --example bench
+	$(CARGO) run --locked --release -p opml-fraud-proof --example bench
 
 fmt:
 	$(CARGO) fmt --all
