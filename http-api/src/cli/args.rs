@@ -21,6 +21,39 @@ pub enum Command {
     Prove(ProveArgs),
     /// Check a one-step proof against a pre-state root.
     Verify(VerifyArgs),
+    /// Start the HTTP service.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Data directory (database, artifacts, traces); default: the user's data dir.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Address to listen on (port 0 picks a free port; the bound address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Bearer token required on write endpoints.
+    #[arg(long, env = "OPML_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Largest request body, bytes.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub body_limit: usize,
+    /// Tasks executed at once.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Tasks waiting for a worker before new ones get 503.
+    #[arg(long, default_value_t = 64)]
+    pub queue_depth: usize,
+    /// Requests handled at once before new ones get 503.
+    #[arg(long, default_value_t = 256)]
+    pub max_in_flight: usize,
+    /// Seconds a request may take.
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
+    /// Logs as JSON lines (to stderr).
+    #[arg(long)]
+    pub log_json: bool,
 }
 
 #[derive(Debug, clap::Args)]

@@ -5,4 +5,5 @@ pub mod error;
 pub mod lower;
 pub mod prove;
 pub mod run;
+pub mod serve;
 pub mod tensors;

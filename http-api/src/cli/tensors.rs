@@ -40,7 +40,9 @@ fn cast<T: npyz::Deserialize, R: std::io::Read>(
         .collect())
 }
 
-fn npy_to_f32<R: std::io::Read>(npy: npyz::NpyFile<R>) -> Result<(Vec<usize>, Vec<f32>), CliError> {
+pub(crate) fn npy_to_f32<R: std::io::Read>(
+    npy: npyz::NpyFile<R>,
+) -> Result<(Vec<usize>, Vec<f32>), CliError> {
     use npyz::{DType, TypeChar};
     let shape: Vec<usize> = npy.shape().iter().map(|d| *d as usize).collect();
     let dtype = npy.dtype();
@@ -149,7 +151,11 @@ pub fn read_inputs(path: &Path, names: &[String]) -> Result<Vec<NamedTensor>, Cl
     }
 }
 
-fn flatten(v: &serde_json::Value, out: &mut Vec<f32>, depth: usize) -> Result<(), CliError> {
+pub(crate) fn flatten(
+    v: &serde_json::Value,
+    out: &mut Vec<f32>,
+    depth: usize,
+) -> Result<(), CliError> {
     if depth > 16 {
         return Err(bad("JSON tensor nested deeper than 16"));
     }
