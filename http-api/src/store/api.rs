@@ -58,6 +58,8 @@ pub struct TaskResult {
     pub outputs: serde_json::Value,
     pub initial_root: String,
     pub final_root: String,
+    /// The machine's final status (`halted`, or a fault).
+    #[serde(rename = "machine_status")]
     pub status: opml_runtime::Status,
     pub steps: u64,
     pub fuel: u64,
