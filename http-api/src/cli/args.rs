@@ -23,6 +23,35 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Start the HTTP service.
     Serve(ServeArgs),
+    /// Inspect a trace (file or run directory), or print a slice of it.
+    Trace(TraceArgs),
+    /// Re-execute a recorded run against an artifact; report the first bad step.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TraceArgs {
+    /// A trace file (trace.bin) or a run directory (with manifest.json).
+    pub path: PathBuf,
+    /// First step of a slice to print.
+    #[arg(long)]
+    pub from: Option<u64>,
+    /// Last step of a slice to print (inclusive).
+    #[arg(long)]
+    pub to: Option<u64>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    /// Artifact directory (module.wasm, meta.json).
+    pub dir: PathBuf,
+    /// Run directory (manifest.json, trace.bin, checkpoints), e.g. downloaded.
+    #[arg(long)]
+    pub trace: PathBuf,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -75,7 +104,7 @@ pub struct ProveArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
-    /// Artifact directory (the module the proof is about).
+    /// Artifact directory, or the module.wasm file, the proof is about.
     pub dir: PathBuf,
     /// Proof file (SCALE bytes from `opml prove --out`).
     #[arg(long)]
@@ -132,7 +161,7 @@ pub struct RunArgs {
     /// Record the run (trace, checkpoints, manifest) into this directory (wasm engine only).
     #[arg(long)]
     pub trace: Option<PathBuf>,
-    /// Write the outputs here (.npy for one output, or .json).
+    /// Write the outputs here (.npy for one output, .npz or .json).
     #[arg(long)]
     pub output: Option<PathBuf>,
     /// Print a machine-readable report.
