@@ -60,6 +60,10 @@ pub fn serve(args: &ServeArgs) -> Result<(), CliError> {
         tracing::info!(%addr, data = %data.display(), requeued, "serving");
         println!("listening on http://{addr}");
         let _ = std::io::stdout().flush();
+        // Small JSON answers go out at once (no Nagle delay).
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, app(state))
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
