@@ -29,6 +29,7 @@ check-no-std:
 bench:
 	$(CARGO) run --locked --release -p opml-runtime --example bench
 	$(CARGO) run --locked --release -p opml-lowering --example bench
+	$(CARGO) run --locked --release -p opml-http --example load -- 16 5
 
 fmt:
 	$(CARGO) fmt --all
