@@ -205,3 +205,98 @@ async fn npy_and_json_inputs_are_the_same_task() {
     let (st, _, b) = send(&s, post(&tasks, json)).await;
     assert_eq!((st, &a["id"]), (StatusCode::OK, &b["id"]));
 }
+
+/// A `.npy` of f32 values of `shape`.
+fn npy_f32(shape: &str, values: &[f32]) -> Vec<u8> {
+    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape}, }}");
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(' ');
+    }
+    header.push('\n');
+    let mut out = b"\x93NUMPY\x01\x00".to_vec();
+    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+    out.extend_from_slice(header.as_bytes());
+    values
+        .iter()
+        .for_each(|v| out.extend_from_slice(&v.to_le_bytes()));
+    out
+}
+
+fn multipart(parts: &[(&str, &[u8])]) -> Request<Body> {
+    let mut body = Vec::new();
+    for (name, bytes) in parts {
+        body.extend_from_slice(
+            format!("--XBOUNDARYX\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{name}\"\r\nContent-Type: application/octet-stream\r\n\r\n").as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(b"--XBOUNDARYX--\r\n");
+    Request::post("/v1/models")
+        .header("content-type", "multipart/form-data; boundary=XBOUNDARYX")
+        .body(Body::from(body))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn multipart_upload_with_calibration() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _rx) = state(dir.path(), Config::default());
+    let model = fixture("model.onnx");
+    let values: Vec<f32> = (0..4 * 64).map(|i| (i % 17) as f32).collect();
+    let calib = npy_f32("(4, 1, 1, 8, 8)", &values);
+    let (st, _, j) = send(
+        &s,
+        multipart(&[
+            ("model", &model),
+            ("calibration", &calib),
+            ("input_shape", b"input=1x1x8x8"),
+        ]),
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{j}");
+    assert_eq!(j["report"]["import"]["calibration_samples"], 4);
+    // The same upload again is the same model.
+    let (st, _, again) = send(&s, multipart(&[("model", &model), ("calibration", &calib)])).await;
+    assert_eq!((st, &again["id"]), (StatusCode::OK, &j["id"]));
+    // Bad parts.
+    let huge = npy_f32("(100000, 100000, 64)", &[]);
+    for (parts, code) in [
+        (
+            vec![("model", &model[..]), ("calibration", &huge[..])],
+            "bad_input",
+        ),
+        (
+            vec![("model", &model[..]), ("calibration", &b"nope"[..])],
+            "bad_input",
+        ),
+        (
+            vec![("model", &model[..]), ("other", &b"x"[..])],
+            "bad_body",
+        ),
+        (vec![("calibration", &calib[..])], "invalid_model"),
+    ] {
+        let (st, _, j) = send(&s, multipart(&parts)).await;
+        assert_eq!(
+            (st, j["error"]["code"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(code)),
+            "{j}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn request_timeout_gives_504_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        timeout: std::time::Duration::from_millis(1),
+        ..Config::default()
+    };
+    let (s, _rx) = state(dir.path(), config);
+    // Lowering takes far longer than a millisecond.
+    let (st, _, j) = send(&s, post("/v1/models", fixture("model.onnx"))).await;
+    assert_eq!(
+        (st, j["error"]["code"].as_str()),
+        (StatusCode::GATEWAY_TIMEOUT, Some("timeout"))
+    );
+}

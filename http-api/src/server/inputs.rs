@@ -97,6 +97,57 @@ pub fn parse_inputs(body: &[u8], specs: &[InputSpec]) -> Result<Vec<Vec<f32>>, A
     ))
 }
 
+/// Most values of calibration data read (16 Mi f32, 64 MiB).
+pub const MAX_CALIBRATION_VALUES: u64 = 1 << 24;
+
+fn calibration_array<R: std::io::Read>(
+    npy: npyz::NpyFile<R>,
+) -> Result<Vec<Vec<Vec<f32>>>, ApiError> {
+    let shape = npy.shape().to_vec();
+    let total = shape.iter().try_fold(1u64, |a, d| a.checked_mul(*d));
+    if total.is_none_or(|t| t > MAX_CALIBRATION_VALUES) {
+        return Err(bad(format!(
+            "calibration data of shape {shape:?} exceeds {MAX_CALIBRATION_VALUES} values"
+        )));
+    }
+    let (_, data) = npy_to_f32(npy).map_err(bad)?;
+    let n = shape.first().copied().unwrap_or(0) as usize;
+    if n == 0 || data.len() % n != 0 || data.is_empty() {
+        return Err(bad("calibration data has no samples along its first axis"));
+    }
+    Ok(data
+        .chunks(data.len() / n)
+        .map(|c| vec![c.to_vec()])
+        .collect())
+}
+
+/// Calibration samples of a one-input model from `.npz` or `.npy` bytes
+/// (first axis = samples), bounded before the data is read.
+pub fn parse_calibration(body: &[u8], array: Option<&str>) -> Result<Vec<Vec<Vec<f32>>>, ApiError> {
+    if body.starts_with(b"\x93NUMPY") {
+        return calibration_array(npyz::NpyFile::new(body).map_err(bad)?);
+    }
+    if body.starts_with(b"PK") {
+        let mut npz = npyz::npz::NpzArchive::new(Cursor::new(body)).map_err(bad)?;
+        let names: Vec<String> = npz.array_names().map(String::from).collect();
+        let name = match (array, names.as_slice()) {
+            (Some(a), _) => a.to_string(),
+            (None, [only]) => only.clone(),
+            (None, _) => {
+                return Err(bad(format!(
+                    "calibration .npz holds {names:?}: choose one with calibration_array"
+                )))
+            }
+        };
+        let npy = npz
+            .by_name(&name)
+            .map_err(bad)?
+            .ok_or_else(|| bad(format!("calibration .npz has no array {name:?}")))?;
+        return calibration_array(npy);
+    }
+    Err(bad("calibration data must be .npz or .npy bytes"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -143,6 +194,9 @@ mod tests {
             if let Ok(v) = parse_inputs(&body, &spec()) {
                 prop_assert_eq!(v.len(), 1);
                 prop_assert_eq!(v[0].len(), 4);
+            }
+            if let Ok(samples) = parse_calibration(&body, None) {
+                prop_assert!(!samples.is_empty());
             }
         }
     }

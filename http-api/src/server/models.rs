@@ -1,11 +1,12 @@
 //! `/v1/models`: upload (lowering), records and artifact files.
 
 use super::error::{check_id, ApiError};
+use super::inputs::parse_calibration;
 use super::state::{now, Shared};
 use crate::store::ModelRecord;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{FromRequest, Multipart, Path, Query, Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -60,36 +61,68 @@ fn parse_shapes(s: &str) -> Result<Vec<(String, Vec<usize>)>, ApiError> {
         .collect()
 }
 
-/// Lowers an ONNX model (raw bytes) and stores it; its id is the code hash
-/// of the generated module, so posting the same model again is idempotent
-/// (200 instead of 201).
+/// Lowers an ONNX model and stores it; its id is the code hash of the
+/// generated module, so posting the same model again is idempotent (200
+/// instead of 201). The body is the raw ONNX bytes, or `multipart/form-data`
+/// with the parts `model` (the ONNX bytes), optionally `input_shape` (as the
+/// query parameter), `calibration` (`.npz` or `.npy` bytes, first axis =
+/// samples) and `calibration_array` (the array of the `.npz` to use).
 #[utoipa::path(post, path = "/v1/models", params(LowerQuery),
-    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "ONNX model bytes"),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "ONNX model bytes (or multipart/form-data: model, input_shape, calibration, calibration_array)"),
     responses((status = 201, description = "Lowered and stored"), (status = 200, description = "Already stored"),
         (status = 400, description = "Not a valid ONNX model"), (status = 413, description = "Body too large"),
         (status = 422, description = "Unsupported model")))]
 pub async fn create(
     State(state): State<Shared>,
     query: Result<Query<LowerQuery>, QueryRejection>,
-    body: Result<Bytes, BytesRejection>,
+    req: Request,
 ) -> Result<Response, ApiError> {
     let Query(q) = query?;
-    let body = body?;
-    if body.is_empty() {
+    let multipart = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let mut upload = Upload {
+        input_shape: q.input_shape,
+        ..Upload::default()
+    };
+    if multipart {
+        let mut form = Multipart::from_request(req, &state)
+            .await
+            .map_err(|e| ApiError::bad_request("bad_body", e.body_text()))?;
+        while let Some(field) = form.next_field().await.map_err(multipart_error)? {
+            let name = field.name().unwrap_or("").to_string();
+            let bytes = field.bytes().await.map_err(multipart_error)?;
+            let text = || {
+                String::from_utf8(bytes.to_vec()).map_err(|_| {
+                    ApiError::bad_request("bad_body", format!("part {name:?} must be text"))
+                })
+            };
+            match name.as_str() {
+                "model" => upload.model = bytes,
+                "input_shape" => upload.input_shape = Some(text()?),
+                "calibration" => upload.calibration = Some(bytes),
+                "calibration_array" => upload.calibration_array = Some(text()?),
+                other => {
+                    return Err(ApiError::bad_request(
+                        "bad_body",
+                        format!("unknown part {other:?}"),
+                    ))
+                }
+            }
+        }
+    } else {
+        upload.model = Bytes::from_request(req, &state).await?;
+    }
+    if upload.model.is_empty() {
         return Err(ApiError::bad_request(
             "invalid_model",
-            "empty body: send the ONNX bytes",
+            "empty model: send the ONNX bytes",
         ));
     }
-    let input_shapes = q
-        .input_shape
-        .as_deref()
-        .map(parse_shapes)
-        .transpose()?
-        .unwrap_or_default();
     let s = state.clone();
-    let (record, new) =
-        tokio::task::spawn_blocking(move || lower_and_store(&s, &body, input_shapes)).await??;
+    let (record, new) = tokio::task::spawn_blocking(move || lower_and_store(&s, upload)).await??;
     let status = if new {
         StatusCode::CREATED
     } else {
@@ -98,11 +131,36 @@ pub async fn create(
     Ok((status, Json(record)).into_response())
 }
 
-fn lower_and_store(
-    state: &Shared,
-    onnx: &[u8],
-    input_shapes: Vec<(String, Vec<usize>)>,
-) -> Result<(ModelRecord, bool), ApiError> {
+fn multipart_error(e: axum::extract::multipart::MultipartError) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(e.status(), "body_too_large", "request body is too large")
+    } else {
+        ApiError::bad_request("bad_body", e.body_text())
+    }
+}
+
+/// What an upload carries.
+#[derive(Default)]
+struct Upload {
+    model: Bytes,
+    input_shape: Option<String>,
+    calibration: Option<Bytes>,
+    calibration_array: Option<String>,
+}
+
+fn lower_and_store(state: &Shared, upload: Upload) -> Result<(ModelRecord, bool), ApiError> {
+    let input_shapes = upload
+        .input_shape
+        .as_deref()
+        .map(parse_shapes)
+        .transpose()?
+        .unwrap_or_default();
+    let calibration = upload
+        .calibration
+        .as_deref()
+        .map(|b| parse_calibration(b, upload.calibration_array.as_deref()))
+        .transpose()?;
+    let onnx = &upload.model[..];
     let mut file = tempfile::Builder::new()
         .suffix(".onnx")
         .tempfile_in(state.files.tmp())
@@ -112,7 +170,7 @@ fn lower_and_store(
         file.path(),
         &ImportOptions {
             input_shapes,
-            calibration: None,
+            calibration,
         },
     )?;
     let artifact = Artifact::build(imported.program.clone(), CodegenOptions::default())?;
