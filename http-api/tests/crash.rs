@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use opml_http::store::{RedbStore, Store};
 use opml_runtime::trace::{HEADER_LEN, RECORD_LEN};
 use opml_runtime::{verify_one_step, OneStepProof};
 use std::sync::{Arc, Mutex};
@@ -53,6 +54,22 @@ fn sigkill_during_writes_leaves_a_consistent_store() {
     server.kill();
     poster.join().unwrap();
     let accepted = accepted.lock().unwrap().clone();
+
+    // The store as the killed process left it: every acknowledged task is
+    // in it; those not finished are in the unfinished index.
+    let (unfinished, found) = {
+        let store = RedbStore::open(&dir.path().join("opml.redb")).unwrap();
+        let found = accepted
+            .iter()
+            .filter(|id| store.task(id).unwrap().is_some())
+            .count();
+        (store.unfinished_tasks().unwrap().len(), found)
+    };
+    assert_eq!(found, accepted.len());
+    eprintln!(
+        "{} tasks acknowledged, {unfinished} unfinished at the kill",
+        accepted.len()
+    );
 
     let server = Server::start(dir.path(), &["--workers", "2"]);
     assert_eq!(post_model(&server, &[]), model);

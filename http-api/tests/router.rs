@@ -300,3 +300,20 @@ async fn request_timeout_gives_504_json() {
         (StatusCode::GATEWAY_TIMEOUT, Some("timeout"))
     );
 }
+
+#[tokio::test]
+async fn concurrent_uploads_of_one_model_store_it_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _rx) = state(dir.path(), Config::default());
+    let (a, b) = tokio::join!(
+        send(&s, post("/v1/models", fixture("model.onnx"))),
+        send(&s, post("/v1/models", fixture("model.onnx")))
+    );
+    let mut statuses = [a.0, b.0];
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::OK, StatusCode::CREATED]);
+    assert_eq!(a.2, b.2);
+    let id = a.2["id"].as_str().unwrap();
+    let (st, _, _) = send(&s, get(&format!("/v1/models/{id}/module.wasm"))).await;
+    assert_eq!(st, StatusCode::OK);
+}

@@ -65,10 +65,25 @@ pub fn serve(args: &ServeArgs) -> Result<(), CliError> {
             let _ = tcp.set_nodelay(true);
         });
         axum::serve(listener, app(state))
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
+            .with_graceful_shutdown(shutdown())
             .await
             .map_err(|e| failed(&e))
     })
+}
+
+/// Ctrl-C or SIGTERM: stop accepting, finish the requests in flight. (Tasks
+/// still queued are re-queued by the next start.)
+async fn shutdown() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        if let Ok(mut term) = signal(SignalKind::terminate()) {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+            return;
+        }
+    }
+    let _ = tokio::signal::ctrl_c().await;
 }

@@ -176,6 +176,7 @@ fn lower_and_store(state: &Shared, upload: Upload) -> Result<(ModelRecord, bool)
     let artifact = Artifact::build(imported.program.clone(), CodegenOptions::default())?;
     let meta = artifact.meta();
     let id = meta.code_hash.clone();
+    let _saving = state.save_lock.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(existing) = state.store.model(&id)? {
         return Ok((existing, false));
     }

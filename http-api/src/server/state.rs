@@ -50,6 +50,9 @@ pub struct AppState {
     pub progress: Mutex<HashMap<String, u64>>,
     artifacts: Mutex<HashMap<String, Arc<Artifact>>>,
     pub metrics: Metrics,
+    /// Held while a lowered model is saved and recorded, so two uploads of
+    /// the same model never write its directory at once.
+    pub save_lock: Mutex<()>,
 }
 
 pub type Shared = Arc<AppState>;
@@ -71,6 +74,7 @@ impl AppState {
             progress: Mutex::new(HashMap::new()),
             artifacts: Mutex::new(HashMap::new()),
             metrics: Metrics::default(),
+            save_lock: Mutex::new(()),
         });
         (state, rx)
     }
