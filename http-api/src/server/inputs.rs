@@ -34,6 +34,10 @@ fn from_npy<R: std::io::Read>(
     npy_to_f32(npy).map(|(_, d)| d).map_err(bad)
 }
 
+/// Most JSON bytes accepted per input value (a number with its separator
+/// and indentation; the shape and names fit in a fixed allowance).
+pub const MAX_JSON_BYTES_PER_VALUE: u64 = 64;
+
 /// Parses the values of every model input (in order) from `body`.
 pub fn parse_inputs(body: &[u8], specs: &[InputSpec]) -> Result<Vec<Vec<f32>>, ApiError> {
     if body.starts_with(b"\x93NUMPY") {
@@ -63,6 +67,25 @@ pub fn parse_inputs(body: &[u8], specs: &[InputSpec]) -> Result<Vec<Vec<f32>>, A
         .first()
         .is_some_and(|b| b.is_ascii_whitespace() || *b == b'{')
     {
+        // A parsed JSON value takes several times its text: refuse bodies far
+        // larger than the model's inputs could need before parsing.
+        let values: u64 = specs
+            .iter()
+            .map(|(_, s)| s.iter().map(|d| u64::from(*d)).product::<u64>())
+            .sum();
+        let max = values
+            .saturating_mul(MAX_JSON_BYTES_PER_VALUE)
+            .saturating_add(64 << 10);
+        if body.len() as u64 > max {
+            return Err(ApiError::new(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!(
+                    "JSON input of {} bytes exceeds {max} for this model's inputs",
+                    body.len()
+                ),
+            ));
+        }
         let v: serde_json::Value = serde_json::from_slice(body).map_err(bad)?;
         let obj = v
             .as_object()
@@ -155,6 +178,18 @@ mod tests {
 
     fn spec() -> Vec<InputSpec> {
         vec![("input".into(), vec![1, 4])]
+    }
+
+    #[test]
+    fn oversized_json_is_refused_before_parsing() {
+        let mut body = br#"{"input": [1, 2, 3, 4], "pad": ""#.to_vec();
+        body.extend(std::iter::repeat_n(b' ', 70 << 10));
+        body.extend_from_slice(br#""}"#);
+        let e = parse_inputs(&body, &spec()).unwrap_err();
+        assert_eq!(e.code, "body_too_large");
+        body.truncate(60 << 10);
+        body.extend_from_slice(br#""}"#);
+        assert!(parse_inputs(&body, &spec()).is_ok());
     }
 
     #[test]
