@@ -317,3 +317,51 @@ async fn concurrent_uploads_of_one_model_store_it_once() {
     let (st, _, _) = send(&s, get(&format!("/v1/models/{id}/module.wasm"))).await;
     assert_eq!(st, StatusCode::OK);
 }
+
+#[tokio::test]
+async fn requests_over_the_in_flight_limit_get_503() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _rx) = state(
+        dir.path(),
+        Config {
+            max_in_flight: 1,
+            ..Config::default()
+        },
+    );
+    let router = app(s.clone());
+    let call = |req: Request<Body>| {
+        let r = router.clone();
+        async move {
+            let resp = r.oneshot(req).await.unwrap();
+            let (status, h) = (resp.status(), resp.headers().clone());
+            let body = resp.into_body().collect().await.unwrap().to_bytes();
+            (
+                status,
+                h,
+                serde_json::from_slice::<serde_json::Value>(&body).unwrap(),
+            )
+        }
+    };
+    // An upload whose body has not arrived holds the only slot; health is shed.
+    let (mut writer, reader) = tokio::io::duplex(64);
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(reader));
+    let upload = tokio::spawn(call(Request::post("/v1/models").body(body).unwrap()));
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let (st, h, j) = call(get("/v1/health")).await;
+    assert_eq!(
+        (st, j["error"]["code"].as_str()),
+        (StatusCode::SERVICE_UNAVAILABLE, Some("overloaded"))
+    );
+    assert_eq!(h["retry-after"], "1");
+    tokio::io::AsyncWriteExt::write_all(&mut writer, b"not onnx")
+        .await
+        .unwrap();
+    drop(writer);
+    let (up, _, j) = upload.await.unwrap();
+    assert_eq!(
+        (up, j["error"]["code"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("invalid_model"))
+    );
+    // Once it is done, the slot is free again.
+    assert_eq!(call(get("/v1/health")).await.0, StatusCode::OK);
+}
