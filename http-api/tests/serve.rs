@@ -162,6 +162,15 @@ fn upload_run_trace_prove_restart() {
     assert_eq!(wait_task(&server, &native)["final_root"], n["final_root"]);
     let again = get(&server.url(&format!("/v1/tasks/{wasm_task}/trace")), &[]);
     assert_eq!(again.body, full.body);
+    // A second server on the same data directory is refused (exit 1) and
+    // leaves the first one's files alone.
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_opml"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(second.status.code(), Some(1));
+    assert!(second.stdout.is_empty());
     let p = get(&server.url(&format!("/v1/tasks/{wasm_task}/proof/1")), &[]);
     let proof = OneStepProof::decode_bounded(&p.body, 16 << 20).unwrap();
     assert_eq!(

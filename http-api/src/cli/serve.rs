@@ -39,8 +39,11 @@ pub fn serve(args: &ServeArgs) -> Result<(), CliError> {
         None => default_data_dir()?,
     };
     let failed = |e: &dyn std::fmt::Display| CliError::Failed(e.to_string());
+    // The database first: its lock keeps a second server off this data
+    // directory before anything in it is cleaned up.
+    std::fs::create_dir_all(&data).map_err(|e| failed(&format!("{}: {e}", data.display())))?;
+    let store = RedbStore::open(&Files::db_path(&data)).map_err(|e| failed(&e))?;
     let files = Files::open(&data).map_err(|e| failed(&format!("{}: {e}", data.display())))?;
-    let store = RedbStore::open(&files.db()).map_err(|e| failed(&e))?;
     let config = Config {
         body_limit: args.body_limit,
         workers: args.workers,

@@ -153,8 +153,8 @@ fn open_run(state: &Shared, t: &TaskRecord) -> Result<RecordedRun, ApiError> {
     RecordedRun::open(&state.files.run_dir(&t.id), artifact.compiled()?).map_err(ApiError::internal)
 }
 
-fn step_in(step: u64, steps: u64, max: u64) -> Result<(), ApiError> {
-    if step > max {
+fn step_in(step: u64, steps: u64) -> Result<(), ApiError> {
+    if step > steps {
         return Err(ApiError::not_found(format_args!(
             "step {step} (the run has {steps} steps)"
         )));
@@ -180,7 +180,11 @@ pub async fn proof(
     tokio::task::spawn_blocking(move || {
         let mut run = open_run(&s, &t)?;
         let steps = run.manifest().steps;
-        step_in(step, steps, steps.saturating_sub(1))?;
+        if step >= steps {
+            return Err(ApiError::not_found(format_args!(
+                "a step after step {step} (the run has {steps} steps)"
+            )));
+        }
         let proof = run.prove(step).map_err(ApiError::internal)?;
         let bytes = proof.to_bytes();
         if !json {
@@ -217,7 +221,7 @@ pub async fn state_at(
     tokio::task::spawn_blocking(move || {
         let mut run = open_run(&s, &t)?;
         let steps = run.manifest().steps;
-        step_in(step, steps, steps)?;
+        step_in(step, steps)?;
         let fields = run.rebuild(step).map_err(ApiError::internal)?.state();
         Ok(Json(serde_json::json!({
             "step": step,

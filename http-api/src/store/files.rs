@@ -23,7 +23,8 @@ pub struct Files {
 
 impl Files {
     /// Creates the layout under `root` and clears leftovers of an interrupted
-    /// run (temporary files and half-written directories).
+    /// run (temporary files and half-written directories). Open the database
+    /// (which locks the directory) first.
     pub fn open(root: &Path) -> std::io::Result<Self> {
         let f = Self {
             root: root.to_path_buf(),
@@ -46,7 +47,12 @@ impl Files {
     }
 
     pub fn db(&self) -> PathBuf {
-        self.root.join("opml.redb")
+        Self::db_path(&self.root)
+    }
+
+    /// The database file of the data directory `root`.
+    pub fn db_path(root: &Path) -> PathBuf {
+        root.join("opml.redb")
     }
 
     pub fn tmp(&self) -> PathBuf {
