@@ -124,6 +124,26 @@ fn trace_verify_audit_and_npz_output() {
         (a["ok"].as_bool(), a["native_nodes_ok"].as_u64()),
         (Some(true), Some(5))
     );
+    // A bare trace.bin (as the service serves it) with the task's input.
+    let bare = tmp.path().join("bare.bin");
+    std::fs::copy(tmp.path().join("run/trace.bin"), &bare).unwrap();
+    let bare = bare.to_str().unwrap();
+    let (code, a, err) = opml(&[
+        "audit",
+        &p("art"),
+        "--trace",
+        bare,
+        "--input",
+        input.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        (a["ok"].as_bool(), a["steps"].as_u64()),
+        (Some(true), Some(steps))
+    );
+    let (code, _, err) = opml(&["audit", &p("art"), "--trace", bare, "--json"]);
+    assert_eq!(code, 2, "{err}");
     let trace = tmp.path().join("run/trace.bin");
     let mut bytes = std::fs::read(&trace).unwrap();
     bytes[80 + 48 * 2 + 20] ^= 1; // record of step 3
@@ -145,7 +165,22 @@ fn trace_verify_audit_and_npz_output() {
         (a["first_bad_step"].as_u64(), a["native_nodes_ok"].as_u64()),
         (Some(2), Some(1))
     );
-    // A run of another module is bad input.
+    std::fs::write(bare, &bytes).unwrap();
+    let (code, a, _) = opml(&[
+        "audit",
+        &p("art"),
+        "--trace",
+        bare,
+        "--input",
+        input.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        (a["first_bad_step"].as_u64(), a["native_nodes_ok"].as_u64()),
+        (Some(2), Some(1))
+    );
+    // A directory that holds no run is bad input.
     let (code, _, _) = opml(&[
         "audit",
         &p("art"),

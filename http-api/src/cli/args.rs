@@ -47,9 +47,14 @@ pub struct TraceArgs {
 pub struct AuditArgs {
     /// Artifact directory (module.wasm, meta.json).
     pub dir: PathBuf,
-    /// Run directory (manifest.json, trace.bin, checkpoints), e.g. downloaded.
+    /// Run directory (manifest.json, trace.bin, checkpoints), or a bare
+    /// trace.bin as downloaded from the service (then --input is needed).
     #[arg(long)]
     pub trace: PathBuf,
+    /// The task's input (.npy, .npz or .json), for a bare trace.bin: the
+    /// run is then re-executed from step 0 in one thread.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
     #[arg(long)]
     pub json: bool,
 }

@@ -54,8 +54,109 @@ fn trace_roots(dir: &Path, m: &TraceManifest) -> Result<Vec<Hash>, CliError> {
     Ok(roots)
 }
 
+/// A bare trace file and the task's input: the sandbox replays the run
+/// from step 0, comparing every root (no checkpoints, so one thread).
+fn audit_bare(
+    args: &AuditArgs,
+    artifact: &Artifact,
+    input: &Path,
+) -> Result<AuditReport, CliError> {
+    let p = &artifact.program;
+    let names: Vec<String> = p
+        .inputs
+        .iter()
+        .map(|t| p.tensors[*t].name.clone())
+        .collect();
+    let inputs = super::tensors::read_inputs(input, &names)?
+        .iter()
+        .zip(&p.inputs)
+        .map(|(t, id)| opml_lowering::quant::quantize(&p.tensors[*id], &t.data))
+        .collect::<Result<Vec<_>, _>>()?;
+    let f = std::fs::File::open(&args.trace).map_err(bad)?;
+    let mut trace = TraceReader::open(BufReader::new(f)).map_err(bad)?;
+    let mut sb = artifact.sandbox(&inputs)?;
+    if trace.header().code_hash != sb.program().code_hash() {
+        return Err(bad("the trace was recorded for another module"));
+    }
+    let steps = trace.len();
+    let native = artifact.run_native(&inputs)?;
+    let mut roots = vec![trace.header().initial_root];
+    if steps > 0 {
+        for rec in trace.records(1, steps).map_err(bad)? {
+            roots.push(rec.map_err(bad)?.state_root);
+        }
+    }
+    let native_nodes_ok = artifact
+        .nodes
+        .iter()
+        .zip(&native.boundaries[1..])
+        .take_while(|(n, s)| roots.get(n.end_step as usize) == Some(&s.hash()))
+        .count();
+    let bar = progress(args.json, steps, "steps");
+    let mut first_bad_step = (sb.state_root() != roots[0]).then_some(0);
+    while first_bad_step.is_none() && !sb.state().status.is_terminal() && sb.state().step < steps {
+        let s = sb.step().map_err(bad)?;
+        bar.inc(1);
+        if roots[s.step as usize] != s.hash() {
+            first_bad_step = Some(s.step);
+        }
+    }
+    bar.finish_and_clear();
+    if first_bad_step.is_none() && sb.state().step != steps {
+        first_bad_step = Some(sb.state().step + 1);
+    }
+    Ok(report(artifact, steps, native_nodes_ok, first_bad_step))
+}
+
+fn progress(json: bool, len: u64, what: &str) -> ProgressBar {
+    let bar = if json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(len)
+    };
+    bar.set_style(
+        ProgressStyle::with_template(&format!(
+            "{{bar:40}} {{pos}}/{{len}} {what} {{elapsed_precise}}"
+        ))
+        .unwrap_or(ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+fn report(
+    artifact: &Artifact,
+    steps: u64,
+    native_nodes_ok: usize,
+    first_bad_step: Option<u64>,
+) -> AuditReport {
+    let first_bad_node = first_bad_step.and_then(|s| {
+        artifact
+            .nodes
+            .iter()
+            .find(|n| s <= n.end_step)
+            .map(|n| n.name.clone())
+    });
+    AuditReport {
+        steps,
+        nodes: artifact.nodes.len(),
+        native_nodes_ok,
+        ok: first_bad_step.is_none(),
+        first_bad_step,
+        first_bad_node,
+    }
+}
+
 pub fn audit(args: &AuditArgs) -> Result<AuditReport, CliError> {
     let artifact = Artifact::load(&args.dir)?;
+    if !args.trace.join(MANIFEST_FILE).exists() {
+        let input = args.input.as_deref().ok_or_else(|| {
+            bad(format!(
+                "{} has no manifest.json: pass the task's input with --input",
+                args.trace.display()
+            ))
+        })?;
+        return audit_bare(args, &artifact, input);
+    }
     let program = artifact.compiled()?;
     let manifest = TraceManifest::from_json(
         &std::fs::read_to_string(args.trace.join(MANIFEST_FILE)).map_err(bad)?,
@@ -114,15 +215,7 @@ pub fn audit(args: &AuditArgs) -> Result<AuditReport, CliError> {
         .take_while(|(n, s)| roots.get(n.end_step as usize) == Some(&s.hash()))
         .count();
     // 3. In the sandbox, nodes in parallel.
-    let bar = if args.json {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(artifact.nodes.len() as u64)
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} nodes {elapsed_precise}")
-            .unwrap_or(ProgressStyle::default_bar()),
-    );
+    let bar = progress(args.json, artifact.nodes.len() as u64, "nodes");
     let mut starts = vec![0u64];
     starts.extend(artifact.nodes.iter().map(|n| n.end_step));
     let results: Vec<Result<Option<u64>, CliError>> = std::thread::scope(|scope| {
@@ -172,21 +265,7 @@ pub fn audit(args: &AuditArgs) -> Result<AuditReport, CliError> {
     if first_bad_step.is_none() && steps != total {
         first_bad_step = Some(steps.min(total) + u64::from(steps > total));
     }
-    let first_bad_node = first_bad_step.and_then(|s| {
-        artifact
-            .nodes
-            .iter()
-            .find(|n| s <= n.end_step)
-            .map(|n| n.name.clone())
-    });
-    Ok(AuditReport {
-        steps,
-        nodes: artifact.nodes.len(),
-        native_nodes_ok,
-        ok: first_bad_step.is_none(),
-        first_bad_step,
-        first_bad_node,
-    })
+    Ok(report(&artifact, steps, native_nodes_ok, first_bad_step))
 }
 
 /// Human-readable report.
