@@ -27,12 +27,14 @@ test: check-no-std
 ## The verifier side must stay no_std-clean for the pallet.
 check-no-std:
 	$(CARGO) check --locked -q -p opml-runtime --no-default-features
+	$(CARGO) check --locked -q -p opml-fraud-proof --no-default-features
 
 ## Benchmarks with ratios against references measured in the same run.
 bench:
 	$(CARGO) run --locked --release -p opml-runtime --example bench
 	$(CARGO) run --locked --release -p opml-lowering --example bench
 	$(CARGO) run --locked --release -p opml-fraud-proof --example bench
+	$(CARGO) run --locked --release -p opml-http --example load -- 16 5
 
 fmt:
 	$(CARGO) fmt --all

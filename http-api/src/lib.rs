@@ -1,7 +1,8 @@
 //! # opml-http
 //!
-//! The `opml` command line (this crate's binary) and, later, the HTTP
-//! service. The command line offers, locally: `lower` (ONNX to an artifact
-//! directory) and `run` (a task on the wasm or native engine).
+//! The `opml` command line (this crate's binary) and the HTTP service it
+//! starts with `opml serve` ([`server`], storage in [`store`]).
 
 pub mod cli;
+pub mod server;
+pub mod store;

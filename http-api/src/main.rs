@@ -3,7 +3,7 @@
 use clap::Parser;
 use opml_http::cli::args::{Cli, Command};
 use opml_http::cli::error::CliError;
-use opml_http::cli::{dispute, lower, prove, run};
+use opml_http::cli::{audit, dispute, lower, prove, run, serve, trace};
 use serde::Serialize;
 
 /// Prints a report as JSON or for people.
@@ -29,6 +29,16 @@ fn checked(r: prove::ProofReport, json: bool) -> Result<(), CliError> {
     }
 }
 
+fn audited(r: audit::AuditReport, json: bool) -> Result<(), CliError> {
+    emit(&r, json, audit::print);
+    match r.first_bad_step {
+        None => Ok(()),
+        Some(s) => Err(CliError::Failed(format!(
+            "the trace is wrong from step {s}"
+        ))),
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
     let result = match &cli.command {
@@ -37,6 +47,9 @@ fn main() {
         Command::Prove(a) => prove::prove(a).and_then(|r| checked(r, a.json)),
         Command::Verify(a) => prove::verify(a).and_then(|r| checked(r, a.json)),
         Command::Dispute(a) => dispute::dispute(a).map(|r| emit(&r, a.json, dispute::print)),
+        Command::Serve(a) => serve::serve(a),
+        Command::Trace(a) => trace::trace(a).map(|r| emit(&r, a.json, trace::print)),
+        Command::Audit(a) => audit::audit(a).and_then(|r| audited(r, a.json)),
     };
     if let Err(e) = result {
         eprintln!("opml: {e}");

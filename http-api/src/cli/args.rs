@@ -23,6 +23,73 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Play a dispute game between an honest party and an adversary.
     Dispute(super::dispute::DisputeArgs),
+    /// Start the HTTP service.
+    Serve(ServeArgs),
+    /// Inspect a trace (file or run directory), or print a slice of it.
+    Trace(TraceArgs),
+    /// Re-execute a recorded run against an artifact; report the first bad step.
+    Audit(AuditArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct TraceArgs {
+    /// A trace file (trace.bin) or a run directory (with manifest.json).
+    pub path: PathBuf,
+    /// First step of a slice to print.
+    #[arg(long)]
+    pub from: Option<u64>,
+    /// Last step of a slice to print (inclusive).
+    #[arg(long)]
+    pub to: Option<u64>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct AuditArgs {
+    /// Artifact directory (module.wasm, meta.json).
+    pub dir: PathBuf,
+    /// Run directory (manifest.json, trace.bin, checkpoints), or a bare
+    /// trace.bin as downloaded from the service (then --input is needed).
+    #[arg(long)]
+    pub trace: PathBuf,
+    /// The task's input (.npy, .npz or .json), for a bare trace.bin: the
+    /// run is then re-executed from step 0 in one thread.
+    #[arg(long)]
+    pub input: Option<PathBuf>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// Data directory (database, artifacts, traces); default: the user's data dir.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Address to listen on (port 0 picks a free port; the bound address is printed).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// Bearer token required on write endpoints.
+    #[arg(long, env = "OPML_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Largest request body, bytes.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub body_limit: usize,
+    /// Tasks executed at once.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Tasks waiting for a worker before new ones get 503.
+    #[arg(long, default_value_t = 64)]
+    pub queue_depth: usize,
+    /// Requests handled at once before new ones get 503.
+    #[arg(long, default_value_t = 256)]
+    pub max_in_flight: usize,
+    /// Seconds a request may take.
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
+    /// Logs as JSON lines (to stderr).
+    #[arg(long)]
+    pub log_json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -44,7 +111,7 @@ pub struct ProveArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct VerifyArgs {
-    /// Artifact directory (the module the proof is about).
+    /// Artifact directory, or the module.wasm file, the proof is about.
     pub dir: PathBuf,
     /// Proof file (SCALE bytes from `opml prove --out`).
     #[arg(long)]
@@ -101,7 +168,7 @@ pub struct RunArgs {
     /// Record the run (trace, checkpoints, manifest) into this directory (wasm engine only).
     #[arg(long)]
     pub trace: Option<PathBuf>,
-    /// Write the outputs here (.npy for one output, or .json).
+    /// Write the outputs here (.npy for one output, .npz or .json).
     #[arg(long)]
     pub output: Option<PathBuf>,
     /// Print a machine-readable report.

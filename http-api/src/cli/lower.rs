@@ -101,7 +101,13 @@ pub fn lower(args: &LowerArgs) -> Result<LowerReport, CliError> {
         .as_deref()
         .map(|p| calibration(p, args.calibrate_array.as_deref()))
         .transpose()?;
-    let spinner = ProgressBar::new_spinner().with_message("lowering");
+    // Drawn on a terminal only, and never with --json.
+    let spinner = if args.json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new_spinner()
+    }
+    .with_message("lowering");
     spinner.enable_steady_tick(std::time::Duration::from_millis(120));
     let imported = import(
         &args.model,

@@ -2,8 +2,11 @@
 
 pub mod args;
 pub mod dispute;
+pub mod audit;
 pub mod error;
 pub mod lower;
 pub mod prove;
 pub mod run;
+pub mod serve;
 pub mod tensors;
+pub mod trace;

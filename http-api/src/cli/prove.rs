@@ -66,7 +66,11 @@ pub fn prove(args: &ProveArgs) -> Result<ProofReport, CliError> {
 
 /// Checks a proof file against a pre-state root; prints the post-state root.
 pub fn verify(args: &VerifyArgs) -> Result<ProofReport, CliError> {
-    let artifact = Artifact::load(&args.dir)?;
+    let wasm = if args.dir.is_file() {
+        std::fs::read(&args.dir).map_err(|e| CliError::BadInput(e.to_string()))?
+    } else {
+        Artifact::load(&args.dir)?.wasm().to_vec()
+    };
     let len = std::fs::metadata(&args.proof)
         .map_err(|e| CliError::BadInput(e.to_string()))?
         .len();
@@ -79,7 +83,7 @@ pub fn verify(args: &VerifyArgs) -> Result<ProofReport, CliError> {
     let proof = OneStepProof::decode_bounded(&bytes, MAX_PROOF_FILE)
         .map_err(|e| CliError::BadInput(e.to_string()))?;
     let pre = hex32(&args.pre_root)?;
-    let post = verify_one_step_fields(artifact.wasm(), &pre, &proof)
+    let post = verify_one_step_fields(&wasm, &pre, &proof)
         .map_err(|e| CliError::BadInput(e.to_string()))?;
     let expected = args.post_root.as_deref().map(hex32).transpose()?;
     Ok(ProofReport {

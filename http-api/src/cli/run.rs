@@ -60,7 +60,7 @@ pub fn run(args: &RunArgs) -> Result<RunReport, CliError> {
         }
         (Engine::Native, None) => artifact.run_native(&inputs)?,
         (Engine::Wasm, None) => artifact.run_wasm(&inputs)?,
-        (Engine::Wasm, Some(dir)) => run_recorded(&artifact, &inputs, dir)?,
+        (Engine::Wasm, Some(dir)) => run_recorded(&artifact, &inputs, dir, args.json)?,
     };
     let outputs: Vec<NamedTensor> = p
         .outputs
@@ -84,11 +84,18 @@ fn run_recorded(
     artifact: &Artifact,
     inputs: &[Vec<u8>],
     dir: &std::path::Path,
+    json: bool,
 ) -> Result<Run, CliError> {
     let failed = |e: &dyn std::fmt::Display| CliError::Failed(e.to_string());
     let mut sb = artifact.sandbox(inputs)?;
     let total = artifact.nodes.last().map_or(0, |n| n.end_step);
-    let bar = ProgressBar::new(total).with_style(
+    // Drawn on a terminal only, and never with --json.
+    let bar = if json {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(total)
+    };
+    let bar = bar.with_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} steps {elapsed_precise}")
             .unwrap_or(ProgressStyle::default_bar()),
     );

@@ -40,7 +40,9 @@ fn cast<T: npyz::Deserialize, R: std::io::Read>(
         .collect())
 }
 
-fn npy_to_f32<R: std::io::Read>(npy: npyz::NpyFile<R>) -> Result<(Vec<usize>, Vec<f32>), CliError> {
+pub(crate) fn npy_to_f32<R: std::io::Read>(
+    npy: npyz::NpyFile<R>,
+) -> Result<(Vec<usize>, Vec<f32>), CliError> {
     use npyz::{DType, TypeChar};
     let shape: Vec<usize> = npy.shape().iter().map(|d| *d as usize).collect();
     let dtype = npy.dtype();
@@ -149,7 +151,11 @@ pub fn read_inputs(path: &Path, names: &[String]) -> Result<Vec<NamedTensor>, Cl
     }
 }
 
-fn flatten(v: &serde_json::Value, out: &mut Vec<f32>, depth: usize) -> Result<(), CliError> {
+pub(crate) fn flatten(
+    v: &serde_json::Value,
+    out: &mut Vec<f32>,
+    depth: usize,
+) -> Result<(), CliError> {
     if depth > 16 {
         return Err(bad("JSON tensor nested deeper than 16"));
     }
@@ -206,6 +212,7 @@ pub fn write_outputs(path: &Path, outputs: &[NamedTensor]) -> Result<(), CliErro
                 .map_err(|e| CliError::Failed(e.to_string()))?;
             w.finish().map_err(|e| CliError::Failed(e.to_string()))
         }
+        "npz" => write_npz(path, outputs).map_err(|e| CliError::Failed(e.to_string())),
         "json" => {
             let map: BTreeMap<&str, serde_json::Value> = outputs
                 .iter()
@@ -220,10 +227,28 @@ pub fn write_outputs(path: &Path, outputs: &[NamedTensor]) -> Result<(), CliErro
                 .map_err(|e| CliError::Failed(e.to_string()))
         }
         _ => Err(bad(format!(
-            "{}: output must be .npy (one output) or .json",
+            "{}: output must be .npy (one output), .npz or .json",
             path.display()
         ))),
     }
+}
+
+/// One array per output, named after it.
+fn write_npz(path: &Path, outputs: &[NamedTensor]) -> std::io::Result<()> {
+    use npyz::WriterBuilder;
+    let mut npz = npyz::npz::NpzWriter::create(path)?;
+    for o in outputs {
+        let shape: Vec<u64> = o.shape.iter().map(|d| *d as u64).collect();
+        let mut w = npz
+            .array::<f32>(&o.name, Default::default())?
+            .default_dtype()
+            .shape(&shape)
+            .begin_nd()?;
+        w.extend(o.data.iter().copied())?;
+        w.finish()?;
+    }
+    npz.zip_writer().finish().map_err(std::io::Error::other)?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -260,6 +285,27 @@ mod tests {
             Err(CliError::BadInput(_))
         ));
         std::fs::remove_file(p).unwrap();
+    }
+
+    #[test]
+    fn npz_outputs_read_back() {
+        let p = temp("npz", b"");
+        let outs = vec![
+            NamedTensor {
+                name: "a".into(),
+                shape: vec![1, 3],
+                data: vec![1.0, -2.5, 3.0],
+            },
+            NamedTensor {
+                name: "b+c".into(),
+                shape: vec![2],
+                data: vec![4.0, 5.0],
+            },
+        ];
+        write_outputs(&p, &outs).unwrap();
+        let back = read_all(&p).unwrap();
+        std::fs::remove_file(p).unwrap();
+        assert_eq!(back, outs);
     }
 
     proptest! {
