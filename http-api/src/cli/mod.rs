@@ -2,6 +2,7 @@
 
 pub mod args;
 pub mod audit;
+pub mod download;
 pub mod error;
 pub mod lower;
 pub mod prove;
