@@ -3,7 +3,7 @@
 use clap::Parser;
 use opml_http::cli::args::{Cli, Command};
 use opml_http::cli::error::CliError;
-use opml_http::cli::{audit, dispute, lower, prove, run, serve, trace};
+use opml_http::cli::{audit, dispute, download, lower, prove, run, serve, trace};
 use serde::Serialize;
 
 /// Prints a report as JSON or for people.
@@ -50,6 +50,7 @@ fn main() {
         Command::Serve(a) => serve::serve(a),
         Command::Trace(a) => trace::trace(a).map(|r| emit(&r, a.json, trace::print)),
         Command::Audit(a) => audit::audit(a).and_then(|r| audited(r, a.json)),
+        Command::Download(a) => download::download(a).map(|r| emit(&r, a.json, download::print)),
     };
     if let Err(e) = result {
         eprintln!("opml: {e}");

@@ -147,6 +147,52 @@ fn upload_run_trace_prove_restart() {
     let api = get(&server.url("/v1/openapi.json"), &[]).json();
     assert!(api["paths"]["/v1/tasks/{id}/proof/{step}"]["get"].is_object());
 
+    // The command line downloads the trace (resuming a cut file) and audits it.
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("trace.bin");
+    let opml = |args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_opml"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+        )
+    };
+    let out_s = out.to_str().unwrap();
+    assert_eq!(
+        opml(&["download", &trace_url, "--out", out_s, "--json"]).0,
+        Some(0)
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), full.body);
+    std::fs::write(&out, &full.body[..100]).unwrap();
+    let (code, report) = opml(&["download", &trace_url, "--out", out_s, "--resume", "--json"]);
+    assert_eq!(code, Some(0));
+    assert!(report.contains("\"resumed_from\": 100"), "{report}");
+    assert_eq!(std::fs::read(&out).unwrap(), full.body);
+    let (code, _) = opml(&["download", &trace_url, "--out", out_s, "--resume", "--json"]);
+    assert_eq!(code, Some(0), "a complete file stays as it is");
+    assert_eq!(std::fs::read(&out).unwrap(), full.body);
+    let art = work.path().join("art");
+    std::fs::create_dir(&art).unwrap();
+    std::fs::write(art.join("module.wasm"), &wasm.body).unwrap();
+    let meta_bytes = get(&server.url(&format!("/v1/models/{id}/meta.json")), &[]).body;
+    std::fs::write(art.join("meta.json"), meta_bytes).unwrap();
+    let input = fixtures().join("sample_input.npy");
+    let (code, report) = opml(&[
+        "audit",
+        art.to_str().unwrap(),
+        "--trace",
+        out_s,
+        "--input",
+        input.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code, Some(0), "{report}");
+    let unknown = server.url(&format!("/v1/tasks/{}/trace", "ab".repeat(32)));
+    assert_eq!(opml(&["download", &unknown, "--out", out_s]).0, Some(2));
+
     // Restart: everything is still there, byte for byte.
     let before_task = get(&server.url(&format!("/v1/tasks/{wasm_task}")), &[]).json();
     drop(server);

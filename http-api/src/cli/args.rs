@@ -29,6 +29,26 @@ pub enum Command {
     Trace(TraceArgs),
     /// Re-execute a recorded run against an artifact; report the first bad step.
     Audit(AuditArgs),
+    /// Download a file from the service (a trace, module.wasm, a proof),
+    /// resuming a partial one with HTTP Range.
+    Download(DownloadArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DownloadArgs {
+    /// The URL, e.g. http://127.0.0.1:8080/v1/tasks/ID/trace.
+    pub url: String,
+    /// The file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Continue a partial file instead of starting over.
+    #[arg(long)]
+    pub resume: bool,
+    /// Bearer token.
+    #[arg(long, env = "OPML_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]

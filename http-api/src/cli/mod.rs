@@ -3,6 +3,7 @@
 pub mod args;
 pub mod audit;
 pub mod dispute;
+pub mod download;
 pub mod error;
 pub mod lower;
 pub mod prove;
