@@ -33,6 +33,25 @@ fn npy_f32(path: &Path) -> Vec<f32> {
         .expect("f32 npy")
 }
 
+/// Most rounds any disputed position can take on this layout.
+fn worst(lo: u64, hi: u64, ends: &[u64], k: u32) -> u32 {
+    use opml_fraud_proof::core::bisection::{dissection, Dissection};
+    match dissection(lo, hi, ends, k).unwrap() {
+        Dissection::OneStep => 0,
+        Dissection::Stage2(_) => ceil_log(hi - lo, k),
+        d => {
+            let mut e = vec![lo];
+            e.extend_from_slice(d.points());
+            e.push(hi);
+            1 + e
+                .windows(2)
+                .map(|w| worst(w[0], w[1], ends, k))
+                .max()
+                .unwrap()
+        }
+    }
+}
+
 fn bench(name: &str, artifact: Arc<Artifact>, inputs: Vec<Vec<u8>>) {
     let n = artifact.nodes.last().unwrap().end_step;
     let ends: Vec<u64> = artifact.nodes.iter().map(|x| x.end_step).collect();
@@ -49,6 +68,21 @@ fn bench(name: &str, artifact: Arc<Artifact>, inputs: Vec<Vec<u8>>) {
         "\n## {name}: {} nodes, N = {n} steps, longest node {longest} steps",
         ends.len()
     );
+    // Worst case over the disputed position, for every k, from the layout.
+    let over: Vec<String> = (2..=16)
+        .filter_map(|k| {
+            let w = worst(0, n, &ends, k);
+            (w > ceil_log(n, k) + 1).then(|| format!("k={k}: {w}"))
+        })
+        .collect();
+    println!(
+        "worst-case rounds over every disputed position, k = 2..=16: {}",
+        if over.is_empty() {
+            "all <= ceil(log_k N) + 1".to_string()
+        } else {
+            format!("above ceil(log_k N) + 1 for {over:?}")
+        }
+    );
     // Warm-up (module compilation is cached per artifact).
     play(
         artifact.clone(),
@@ -60,11 +94,14 @@ fn bench(name: &str, artifact: Arc<Artifact>, inputs: Vec<Vec<u8>>) {
     .unwrap();
     let mut js: Vec<u64> = (1..=8).map(|i| 1 + (n - 1) * i / 8).collect();
     js.dedup();
-    println!("| k | games | whole dispute: mean / max | rounds max (bound, ceil(log_k N)+1) | proof bytes max | trace bytes per side (stage 1 + stage 2) | single-stage |");
-    println!("|---|---|---|---|---|---|---|");
+    println!("| k | games | whole dispute: mean / max | mean per stage: native / VM node / prove / verify | rounds max (bound, ceil(log_k N)+1) | proof bytes max | trace bytes per side (stage 1 + stage 2) | single-stage |");
+    println!("|---|---|---|---|---|---|---|---|");
     for k in [2u32, 4, 16] {
         let (mut total, mut max_t, mut games) = (Duration::ZERO, Duration::ZERO, 0u32);
         let (mut rounds, mut proof, mut s1, mut s2, mut single) = (0u32, 0usize, 0u64, 0u64, 0u64);
+        // Per-stage time summed over both parties: native, one node in the
+        // VM, proving, verifying.
+        let mut stages = [Duration::ZERO; 4];
         let mut cheats = vec![Cheat::WrongOutput];
         for &j in &js {
             cheats.extend([
@@ -94,11 +131,20 @@ fn bench(name: &str, artifact: Arc<Artifact>, inputs: Vec<Vec<u8>>) {
             s1 = s1.max(r.defender_trace.stage1.max(r.challenger_trace.stage1));
             s2 = s2.max(r.defender_trace.stage2.max(r.challenger_trace.stage2));
             single = r.single_stage_bytes;
+            stages[0] += r.defender_time.stage1 + r.challenger_time.stage1;
+            stages[1] += r.defender_time.stage2 + r.challenger_time.stage2;
+            stages[2] += r.defender_time.prove + r.challenger_time.prove;
+            stages[3] += r.verify_time;
         }
         println!(
-            "| {k} | {games} | {:.1} ms / {:.1} ms | {rounds} ({}, {}) | {proof} | {s1} + {s2} | {single} |",
+            "| {k} | {games} | {:.1} ms / {:.1} ms | {} | {rounds} ({}, {}) | {proof} | {s1} + {s2} | {single} |",
             total.as_secs_f64() * 1e3 / f64::from(games),
             max_t.as_secs_f64() * 1e3,
+            stages
+                .iter()
+                .map(|d| format!("{:.1}", d.as_secs_f64() * 1e3 / f64::from(games)))
+                .collect::<Vec<_>>()
+                .join(" / "),
             opml_fraud_proof::core::round_bound(n, k),
             ceil_log(n, k) + 1,
         );

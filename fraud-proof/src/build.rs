@@ -87,6 +87,15 @@ pub fn commitment_from_image(
     model
         .check_code(code)
         .map_err(|e| BuildError(format!("{e:?}")))?;
+    // The input proof assumes zero bytes where the inputs go.
+    let zeros = vec![0u8; model.input_len() as usize];
+    let start = crate::core::initial_state(&model, &zeros)
+        .map_err(|e| BuildError(format!("input proof: {e:?}")))?;
+    if start.memory_root != model.initial_memory_root {
+        return Err(BuildError(
+            "the initial image is not zero where the inputs go".into(),
+        ));
+    }
     Ok(model)
 }
 

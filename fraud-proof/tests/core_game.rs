@@ -17,7 +17,7 @@ fn code() -> Vec<u8> {
   (memory (export "memory") 1 1)
   (global (export "opml_step_fuel") i64 (i64.const 1000))
   (global (export "opml_chunk_log2") i32 (i32.const 6))
-  (data (i32.const 96) "\07\07\07\07\07\07\07\07")
+  (data (i32.const 104) "\07\07\07\07\07\07\07\07")
   (func (export "step") (result i32)
     (i32.store (i32.const 0) (i32.add (i32.load (i32.const 0)) (i32.load8_u (i32.const 100))))
     (i32.store (i32.const 4) (i32.add (i32.load (i32.const 4)) (i32.const 1)))
@@ -451,4 +451,20 @@ fn moves_apply_like_the_calls_and_a_wrong_model_is_refused() {
     assert_eq!((g.lo, g.hi), (N - 1, N));
     assert_eq!(g.outcome().unwrap().winner, Party::Defender);
     assert!(g.rounds <= round_bound(N, 2));
+}
+
+#[test]
+fn a_commitment_whose_inputs_are_not_zero_in_the_image_is_refused() {
+    let code = code();
+    let sb = Sandbox::new(&code).unwrap();
+    let limits = sb.program().info().limits;
+    let image = sb.memory().to_vec();
+    // Bytes 104..112 hold a data segment (sevens): an input there is refused.
+    let inputs = vec![Region {
+        offset: 104,
+        len: 4,
+    }];
+    let outputs = vec![Region { offset: 0, len: 8 }];
+    let e = commitment_from_image(&code, &image, &limits, inputs, outputs, ENDS.to_vec());
+    assert!(e.unwrap_err().to_string().contains("not zero"));
 }

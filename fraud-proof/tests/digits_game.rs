@@ -197,3 +197,17 @@ proptest! {
         prop_assert!(r.rounds <= ceil_log(r.steps, k) + 1, "fixture layout: {} rounds", r.rounds);
     }
 }
+
+#[test]
+fn wrong_intermediate_claims_the_correct_output_in_a_wrong_state() {
+    let a = artifact();
+    let input = inputs(&a, 4);
+    let honest = claim(a.clone(), &input, Cheat::None).unwrap();
+    let liar = claim(a.clone(), &input, Cheat::WrongIntermediate { at: 2 }).unwrap();
+    assert_eq!(liar.output, honest.output);
+    assert_eq!(liar.claim.output_hash, honest.claim.output_hash);
+    assert_ne!(liar.claim.final_root, honest.claim.final_root);
+    assert_eq!(liar.claim.initial_root, honest.claim.initial_root);
+    let wrong = claim(a, &input, Cheat::WrongOutput).unwrap();
+    assert_ne!(wrong.output, honest.output);
+}
