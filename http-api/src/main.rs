@@ -39,8 +39,26 @@ fn audited(r: audit::AuditReport, json: bool) -> Result<(), CliError> {
     }
 }
 
+/// Lets a closed stdout (`opml trace run | head`) end the process quietly,
+/// as it does for other Unix tools, instead of a panic in `println!`. Not
+/// for `serve`: its sockets must see EPIPE as an error, never a signal.
+#[cfg(unix)]
+fn default_sigpipe() {
+    // SAFETY: called once at start-up, before any thread is spawned;
+    // restoring a signal's default disposition has no other effect.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+#[cfg(not(unix))]
+fn default_sigpipe() {}
+
 fn main() {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        default_sigpipe();
+    }
     let result = match &cli.command {
         Command::Lower(a) => lower::lower(a).map(|r| emit(&r, a.json, lower::print)),
         Command::Run(a) => run::run(a).map(|r| emit(&r, a.json, run::print)),
