@@ -1,5 +1,12 @@
-//! `pallet-opml`: not implemented yet.
-//!
-//! This crate is a placeholder in the workspace layout of `DESIGN.md`; its
-//! work is issue 5. It exports nothing, so nothing can mistake it for
-//! a working component.
+//! `pallet-opml`: work in progress (issue 5). This commit only brings in the
+//! FRAME dependencies at the frame-support 49 family.
+#![cfg_attr(not(feature = "std"), no_std)]
+pub use pallet::*;
+
+#[frame_support::pallet]
+pub mod pallet {
+    #[pallet::pallet]
+    pub struct Pallet<T>(_);
+    #[pallet::config]
+    pub trait Config: frame_system::Config {}
+}
