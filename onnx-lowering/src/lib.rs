@@ -17,6 +17,7 @@ pub mod error;
 pub mod import;
 pub mod ir;
 pub mod layout;
+pub mod native_state;
 pub mod ops;
 pub mod quant;
 pub mod validate;
