@@ -5,51 +5,35 @@
 //! step, plus a cheating server's result (one output byte changed, proven
 //! against its own forged final memory).
 //!
-//! The parties' moves are computed from these states with the core's
-//! `Game::dissection`: a party with view `v` posts `root(v, p)` at every
-//! point `p`, and a challenger picks the first sub-interval whose end root it
-//! disagrees with.
+//! The parties' moves are computed by the agents of `opml-fraud-proof`
+//! (honest knowledge from a native run, one node traced in the sandbox when
+//! stage 2 is reached; adversaries as `Cheat` strategies).
 
-use opml_fraud_proof::build::{commitment_from_artifact, input_bytes, output_proof};
-use opml_fraud_proof::core::{Game, ModelCommitment, OutputProof, Phase};
+use opml_fraud_proof::agents::{Agent, Cheat, Knowledge};
+use opml_fraud_proof::build::{commitment_from_artifact, input_bytes};
+use opml_fraud_proof::core::{Game, ModelCommitment, OutputProof, Party};
 use opml_lowering::codegen::CodegenOptions;
 use opml_lowering::import::{import, quantize_input, ImportOptions};
 use opml_lowering::Artifact;
-use opml_runtime::merkle::MerkleTree;
-use opml_runtime::{Hash, StateFields};
+use opml_runtime::StateFields;
+use std::sync::Arc;
 use std::sync::OnceLock;
 
-/// A result as a server submits it.
-#[derive(Clone, Debug)]
-pub struct Submission {
-    pub output: Vec<u8>,
-    pub final_state: StateFields,
-    pub proof: OutputProof,
-}
+/// A result as a server submits it: output, final state, output proof.
+pub type Submission = (Vec<u8>, StateFields, OutputProof);
 
-/// The digits model, one task on it, and every step of its run.
+/// The digits model, one task on it, and what an honest party knows of it.
 pub struct Digits {
     pub code: Vec<u8>,
     pub model: ModelCommitment,
     pub input: Vec<u8>,
-    /// Honest states at steps `0..=N`.
-    pub states: Vec<StateFields>,
-    /// SCALE bytes of the one-step proof of step `i` (from `states[i]`).
+    /// The honest party's knowledge (cloned into every agent).
+    pub know: Knowledge,
+    /// SCALE bytes of the one-step proof of every step `i` (from the
+    /// sandbox run; for the benchmarks and the proof-rejection tests).
     pub proofs: Vec<Vec<u8>>,
-    pub honest: Submission,
-    /// The output with its first byte flipped, proven against the forged
-    /// final memory.
-    pub cheat: Submission,
-}
-
-/// What a party holds to be the state root at each step.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum View {
-    /// The real run.
-    Honest,
-    /// Real up to step `j - 1`, forged from step `j` on (the final state is
-    /// the cheating submission's). `LieFrom(N)` is the wrong-output liar.
-    LieFrom(u64),
+    /// The honest initial state.
+    pub initial: StateFields,
 }
 
 fn fixture_path(file: &str) -> std::path::PathBuf {
@@ -70,52 +54,33 @@ fn build() -> Digits {
         .expect("the digits fixture imports");
     let values = read_npy_f32(&fixture_path("sample_input.npy"));
     let input0 = quantize_input(&imported, 0, &values).expect("sample input quantizes");
-    let artifact = Artifact::build(imported.program, CodegenOptions::default())
-        .expect("the digits fixture lowers");
+    let artifact = Arc::new(
+        Artifact::build(imported.program, CodegenOptions::default())
+            .expect("the digits fixture lowers"),
+    );
     let model = commitment_from_artifact(&artifact).expect("commitment");
     let inputs = vec![input0];
     let input = input_bytes(&artifact, &inputs);
     let mut sb = artifact.sandbox(&inputs).expect("sandbox");
-    let mut states = vec![sb.state()];
+    let initial = sb.state();
     let mut proofs = Vec::new();
     while !sb.state().status.is_terminal() {
         proofs.push(sb.prove_next_step().expect("proof").to_bytes());
-        states.push(sb.step().expect("step"));
+        sb.step().expect("step");
     }
     assert_eq!(
-        states.len() as u64 - 1,
+        proofs.len() as u64,
         model.steps(),
         "run length is the committed N"
     );
-    let memory = sb.memory().to_vec();
-    let final_state = *states.last().expect("final state");
-    let (output, proof) = output_proof(&model, &memory).expect("output proof");
-    let honest = Submission {
-        output,
-        final_state,
-        proof,
-    };
-
-    let mut forged = memory;
-    forged[model.outputs[0].offset as usize] ^= 1;
-    let tree = MerkleTree::new(model.tree_depth, 1 << model.chunk_log2, &forged).expect("tree");
-    let (output, proof) = output_proof(&model, &forged).expect("forged output proof");
-    let cheat = Submission {
-        output,
-        final_state: StateFields {
-            memory_root: tree.root(),
-            ..final_state
-        },
-        proof,
-    };
+    let know = Knowledge::new(artifact.clone(), inputs).expect("native run");
     Digits {
         code: artifact.wasm().to_vec(),
         model,
         input,
-        states,
+        know,
         proofs,
-        honest,
-        cheat,
+        initial,
     }
 }
 
@@ -131,45 +96,28 @@ impl Digits {
         self.model.steps()
     }
 
-    /// The root at `step` in `view`.
-    pub fn root(&self, view: View, step: u64) -> Hash {
-        match view {
-            View::LieFrom(j) if step >= j => {
-                if step == self.steps() {
-                    self.cheat.final_state.hash()
-                } else {
-                    // Any root but the real one.
-                    let mut r = self.states[step as usize].hash();
-                    r[0] ^= 0xff;
-                    r
-                }
-            }
-            _ => self.states[step as usize].hash(),
+    /// A party playing `cheat` (`Cheat::None`: honest).
+    pub fn agent(&self, role: Party, cheat: Cheat) -> Agent {
+        Agent::new(role, cheat, self.know.clone())
+    }
+
+    /// A defender's submission under `cheat`.
+    pub fn submission(&self, cheat: Cheat) -> Submission {
+        self.agent(Party::Defender, cheat)
+            .submit(&self.model)
+            .expect("submission")
+    }
+
+    /// The honest defender's roots for the dissection `game` awaits.
+    pub fn dissection_roots(&self, game: &Game) -> opml_fraud_proof::core::game::Roots {
+        let mut honest = self.agent(Party::Defender, Cheat::None);
+        match honest.act(game).expect("honest move") {
+            Some(opml_fraud_proof::core::Move::Dissect(roots)) => roots,
+            other => panic!("expected a dissection, got {other:?}"),
         }
     }
 
-    /// The defender's roots for the interval `game` awaits a dissection of.
-    pub fn dissection_roots(&self, view: View, game: &Game) -> Vec<Hash> {
-        let d = game
-            .dissection(&self.model.node_ends)
-            .expect("dissection of a live game");
-        d.points().iter().map(|p| self.root(view, *p)).collect()
-    }
-
-    /// The challenger's pick: the first sub-interval whose end root it
-    /// disagrees with (the last one if it agrees with every posted root).
-    pub fn pick(&self, view: View, game: &Game) -> u32 {
-        let Phase::AwaitingPick { points, roots } = &game.phase else {
-            panic!("no pick is due: {:?}", game.phase);
-        };
-        points
-            .iter()
-            .zip(roots.iter())
-            .position(|(p, r)| self.root(view, *p) != *r)
-            .unwrap_or(points.len()) as u32
-    }
-
-    /// The one-step proof of the disputed step of `game`.
+    /// The honest one-step proof of the disputed step of `game`.
     pub fn proof(&self, game: &Game) -> Vec<u8> {
         self.proofs[game.lo as usize].clone()
     }

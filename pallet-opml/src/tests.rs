@@ -1,6 +1,6 @@
 //! Tests on the mock runtime with the real digits fixture (see `fixture.rs`).
 
-use crate::fixture::{digits, Submission, View};
+use crate::fixture::{digits, Submission};
 use crate::game::Arg;
 use crate::mock::*;
 use crate::{
@@ -8,10 +8,12 @@ use crate::{
 };
 use frame_support::{
     assert_noop, assert_ok,
+    pallet_prelude::DispatchError,
     traits::fungible::{Inspect, InspectHold},
     BoundedVec,
 };
-use opml_fraud_proof::core::Phase;
+use opml_fraud_proof::agents::{Agent, Cheat};
+use opml_fraud_proof::core::{Move, Party};
 
 const FEE: Balance = 100;
 const TASK: u64 = 0;
@@ -65,65 +67,84 @@ fn request() {
 }
 
 fn submit(server: AccountId, s: &Submission) -> frame_support::dispatch::DispatchResult {
+    let (output, final_state, proof) = s;
     Opml::submit_result(
         RuntimeOrigin::signed(server),
         TASK,
-        s.output.clone().try_into().unwrap(),
-        s.final_state.fuel,
-        s.final_state.memory_root,
-        Arg(s.proof.clone()),
+        output.clone().try_into().unwrap(),
+        final_state.fuel,
+        final_state.memory_root,
+        Arg(proof.clone()),
     )
 }
 
-/// Registered model, requested task, `s` submitted by SERVER.
-fn claimed(s: &Submission) {
+/// Registered model, requested task, and a result submitted by SERVER
+/// playing `cheat`; returns the server's agent.
+fn claimed(cheat: Cheat) -> Agent {
     register();
     request();
-    assert_ok!(submit(SERVER, s));
+    let mut server = digits().agent(Party::Defender, cheat);
+    let s = server.submit(&digits().model).unwrap();
+    assert_ok!(submit(SERVER, &s));
+    server
 }
 
 fn game_of(challenger: AccountId) -> opml_fraud_proof::core::Game {
     Games::<Test>::get(TASK, challenger).expect("game").game
 }
 
-/// Plays bisection moves (one block per move) until a one-step proof is due.
-fn bisect(challenger: AccountId, defender: View, chall: View) {
-    let d = digits();
+/// Plays the game of `challenger` on-chain, one block per move, with the
+/// agents computing the moves, until it ends or the party to move stays
+/// silent (returned). Moves the chain rejects must change nothing; they are
+/// returned too.
+fn play(
+    challenger: AccountId,
+    def: &mut Agent,
+    chal: &mut Agent,
+) -> (Option<Party>, Vec<DispatchError>) {
+    let mut rejected = Vec::new();
     loop {
-        let g = game_of(challenger);
-        match g.phase {
-            Phase::AwaitingDissection => {
-                let roots = d.dissection_roots(defender, &g);
-                assert_ok!(Opml::post_roots(
-                    RuntimeOrigin::signed(SERVER),
-                    TASK,
-                    challenger,
-                    roots.try_into().unwrap()
-                ));
+        let Some(rec) = Games::<Test>::get(TASK, challenger) else {
+            return (None, rejected);
+        };
+        let g = rec.game;
+        let party = g.to_move().expect("stored games are live");
+        let agent = if party == Party::Defender {
+            &mut *def
+        } else {
+            &mut *chal
+        };
+        let Some(mv) = agent.act(&g).unwrap() else {
+            return (Some(party), rejected);
+        };
+        let origin = RuntimeOrigin::signed(if party == Party::Defender {
+            SERVER
+        } else {
+            challenger
+        });
+        let before = sp_io::storage::root(sp_runtime::StateVersion::V1);
+        let r = match mv {
+            Move::Dissect(roots) => Opml::post_roots(origin, TASK, challenger, roots),
+            Move::Pick(i) => Opml::pick_interval(origin, TASK, i),
+            Move::OneStep(bytes) => {
+                let proof = bytes.into_inner().try_into().unwrap();
+                Opml::submit_one_step_proof(origin, TASK, challenger, proof)
+                    .map(|_| ())
+                    .map_err(|e| e.error)
             }
-            Phase::AwaitingPick { .. } => {
-                let index = d.pick(chall, &g);
-                assert_ok!(Opml::pick_interval(
-                    RuntimeOrigin::signed(challenger),
-                    TASK,
-                    index
-                ));
-            }
-            Phase::AwaitingOneStep => return,
-            Phase::Ended(_) => panic!("game ended during bisection"),
+        };
+        if let Err(e) = r {
+            assert_eq!(before, sp_io::storage::root(sp_runtime::StateVersion::V1));
+            rejected.push(e);
         }
         next_block();
     }
 }
 
-fn prove(who: AccountId, challenger: AccountId) {
-    let proof = digits().proof(&game_of(challenger));
-    assert_ok!(Opml::submit_one_step_proof(
-        RuntimeOrigin::signed(who),
-        TASK,
-        challenger,
-        proof.try_into().unwrap()
-    ));
+/// Plays honestly as the challenger against `def` to the end.
+fn play_honest(challenger: AccountId, def: &mut Agent) {
+    let mut chal = digits().agent(Party::Challenger, Cheat::None);
+    assert_eq!(play(challenger, def, &mut chal), (None, vec![]));
 }
 
 #[test]
@@ -264,15 +285,14 @@ fn cannot_request_task_if_input_or_fee_or_model_invalid() {
 fn submit_result_works() {
     new_test_ext().execute_with(|| {
         let d = digits();
-        claimed(&d.honest);
+        claimed(Cheat::None);
         let rec = Claims::<Test>::get(TASK).unwrap();
         assert_eq!(
             rec.claim.initial_root,
-            d.states[0].hash(),
+            d.initial.hash(),
             "initial root derived on-chain"
         );
-        assert_eq!(rec.claim.final_root, d.honest.final_state.hash());
-        assert_eq!(rec.output.to_vec(), d.honest.output);
+        assert_eq!(rec.claim.final_root, d.know.final_state().hash());
         assert_eq!(
             Tasks::<Test>::get(TASK).unwrap().status,
             TaskStatus::Claimed
@@ -298,32 +318,32 @@ fn cannot_submit_result_if_output_not_proven_or_task_claimed() {
         let d = digits();
         register();
         request();
+        let honest = d.submission(Cheat::None);
+        let cheat = d.submission(Cheat::WrongOutput);
         // The cheat's output with the honest final root: not what it holds.
-        let mixed = Submission {
-            output: d.cheat.output.clone(),
-            ..d.honest.clone()
-        };
+        let mixed = (cheat.0.clone(), honest.1, honest.2.clone());
         assert_noop!(submit(SERVER, &mixed), Error::<Test>::OutputNotProven);
         assert_noop!(
             Opml::submit_result(
                 RuntimeOrigin::signed(SERVER),
                 7,
-                d.honest.output.clone().try_into().unwrap(),
+                honest.0.clone().try_into().unwrap(),
                 0,
                 [0; 32],
-                Arg(d.honest.proof.clone())
+                Arg(honest.2.clone())
             ),
             Error::<Test>::TaskNotFound
         );
-        assert_ok!(submit(SERVER, &d.honest));
-        assert_noop!(submit(ALICE, &d.honest), Error::<Test>::TaskNotOpen);
+        assert_noop!(submit(POOR, &honest), Error::<Test>::InsufficientBalance);
+        assert_ok!(submit(SERVER, &honest));
+        assert_noop!(submit(ALICE, &honest), Error::<Test>::TaskNotOpen);
     });
 }
 
 #[test]
 fn finalize_works() {
     new_test_ext().execute_with(|| {
-        claimed(&digits().honest);
+        claimed(Cheat::None);
         let (server0, req0) = (free(SERVER), free(REQUESTER));
         run_to_block(2 + CHALLENGE_PERIOD);
         assert_ok!(Opml::finalize(RuntimeOrigin::signed(CAROL), TASK));
@@ -355,7 +375,7 @@ fn finalize_works() {
 #[test]
 fn cannot_finalize_if_period_running_or_disputes_open() {
     new_test_ext().execute_with(|| {
-        claimed(&digits().honest);
+        claimed(Cheat::None);
         assert_noop!(
             Opml::finalize(RuntimeOrigin::signed(CAROL), TASK),
             Error::<Test>::ChallengePeriodRunning
@@ -372,7 +392,7 @@ fn cannot_finalize_if_period_running_or_disputes_open() {
 #[test]
 fn cannot_challenge_if_late_own_repeated_or_full() {
     new_test_ext().execute_with(|| {
-        claimed(&digits().honest);
+        claimed(Cheat::None);
         assert_noop!(
             Opml::challenge(RuntimeOrigin::signed(SERVER), TASK),
             Error::<Test>::SelfChallenge
@@ -406,18 +426,15 @@ fn cannot_challenge_if_late_own_repeated_or_full() {
     });
 }
 
-/// A full game against a liar: the liar loses its bond to the challenger.
-fn liar_loses(lie: View) {
+/// A full game against a lying server: it loses its bond to the challenger
+/// by a one-step proof, and an honest server then completes the task.
+fn liar_loses(cheat: Cheat) {
     new_test_ext().execute_with(|| {
-        let d = digits();
-        claimed(&d.cheat);
+        let mut server = claimed(cheat);
         let alice0 = free(ALICE);
         assert_ok!(Opml::challenge(RuntimeOrigin::signed(ALICE), TASK));
         next_block();
-        bisect(ALICE, lie, View::Honest);
-        let g = game_of(ALICE);
-        assert_eq!(g.hi, g.lo + 1);
-        prove(ALICE, ALICE);
+        play_honest(ALICE, &mut server);
         let burned = BurnShare::get().mul_floor(SERVER_BOND);
         assert_eq!(free(ALICE), alice0 + SERVER_BOND - burned);
         assert_eq!(hold_of(crate::HoldReason::ServerBond, SERVER), 0);
@@ -426,8 +443,8 @@ fn liar_loses(lie: View) {
         assert!(Claims::<Test>::get(TASK).is_none());
         let evs = last_events(3);
         assert_eq!(
-            evs,
-            vec![
+            evs[..2],
+            [
                 Event::BondSlashed {
                     loser: SERVER,
                     winner: ALICE,
@@ -438,17 +455,20 @@ fn liar_loses(lie: View) {
                     task: TASK,
                     server: SERVER
                 },
-                Event::OneStepVerified {
-                    task: TASK,
-                    challenger: ALICE,
-                    step: g.lo,
-                    winner: ALICE
-                },
             ]
         );
+        assert!(matches!(
+            evs[2],
+            Event::OneStepVerified {
+                task: TASK,
+                challenger: ALICE,
+                winner: ALICE,
+                ..
+            }
+        ));
         check_books();
         // The task is open again: an honest server completes it.
-        assert_ok!(submit(BOB, &d.honest));
+        assert_ok!(submit(BOB, &digits().submission(Cheat::None)));
         run_to_block(System::block_number() + CHALLENGE_PERIOD + 1);
         assert_ok!(Opml::finalize(RuntimeOrigin::signed(CAROL), TASK));
         check_books();
@@ -457,33 +477,44 @@ fn liar_loses(lie: View) {
 
 #[test]
 fn cheating_server_loses_bond_to_challenger() {
-    liar_loses(View::LieFrom(digits().steps()));
+    liar_loses(Cheat::WrongOutput);
 }
 
 #[test]
-fn server_lying_in_stage_one_loses() {
-    // Step 2 is a node boundary (pool1 ends there).
-    liar_loses(View::LieFrom(2));
+fn server_lying_from_any_step_loses() {
+    for at in 1..=digits().steps() {
+        liar_loses(Cheat::WrongRoot { at });
+    }
 }
 
 #[test]
-fn server_lying_in_stage_two_loses() {
+fn server_lying_in_stage_one_only_loses() {
+    liar_loses(Cheat::Stage1Lie { at: 2 });
+}
+
+#[test]
+fn server_lying_in_stage_two_only_loses() {
     // Step 3 is inside conv2 (steps 2..4): only a stage-2 dissection sees it.
     let d = digits();
     assert!(!d.model.node_ends.contains(&3) && d.model.node_ends.contains(&4));
-    liar_loses(View::LieFrom(3));
+    liar_loses(Cheat::Stage2Lie { at: 3 });
+}
+
+#[test]
+fn equivocating_server_loses() {
+    liar_loses(Cheat::Equivocate { at: 1 });
+    liar_loses(Cheat::WrongIntermediate { at: 2 });
 }
 
 #[test]
 fn honest_server_beats_false_challenge() {
     new_test_ext().execute_with(|| {
         let d = digits();
-        claimed(&d.honest);
+        let mut server = claimed(Cheat::None);
         let server0 = free(SERVER);
         assert_ok!(Opml::challenge(RuntimeOrigin::signed(ALICE), TASK));
-        // The challenger believes the output is wrong.
-        bisect(ALICE, View::Honest, View::LieFrom(d.steps()));
-        prove(SERVER, ALICE);
+        let mut alice = d.agent(Party::Challenger, Cheat::FalseChallenge { at: 1 });
+        assert_eq!(play(ALICE, &mut server, &mut alice), (None, vec![]));
         let burned = BurnShare::get().mul_floor(CHALLENGER_BOND);
         assert_eq!(free(SERVER), server0 + CHALLENGER_BOND - burned);
         assert_eq!(hold_of(crate::HoldReason::ChallengerBond, ALICE), 0);
@@ -498,7 +529,7 @@ fn honest_server_beats_false_challenge() {
             }
         );
         check_books();
-        run_to_block(2 + CHALLENGE_PERIOD);
+        run_to_block(System::block_number().max(2 + CHALLENGE_PERIOD));
         assert_ok!(Opml::finalize(RuntimeOrigin::signed(CAROL), TASK));
         assert_eq!(
             free(SERVER),
@@ -511,22 +542,25 @@ fn honest_server_beats_false_challenge() {
 #[test]
 fn silent_server_loses_by_timeout() {
     new_test_ext().execute_with(|| {
-        claimed(&digits().cheat);
+        let d = digits();
+        let mut server = claimed(Cheat::Silent { after: 1 });
         assert_ok!(Opml::challenge(RuntimeOrigin::signed(ALICE), TASK));
-        run_to_block(1 + MOVE_DEADLINE);
+        let mut alice = d.agent(Party::Challenger, Cheat::None);
+        assert_eq!(
+            play(ALICE, &mut server, &mut alice),
+            (Some(Party::Defender), vec![])
+        );
+        let deadline = game_of(ALICE).deadline;
+        run_to_block(deadline);
         assert_noop!(
             Opml::timeout(RuntimeOrigin::signed(CAROL), TASK, ALICE),
             Error::<Test>::DeadlineNotReached
         );
         next_block();
-        let roots = digits().dissection_roots(View::Honest, &game_of(ALICE));
+        let g = game_of(ALICE);
+        let roots = d.dissection_roots(&g);
         assert_noop!(
-            Opml::post_roots(
-                RuntimeOrigin::signed(SERVER),
-                TASK,
-                ALICE,
-                roots.try_into().unwrap()
-            ),
+            Opml::post_roots(RuntimeOrigin::signed(SERVER), TASK, ALICE, roots),
             Error::<Test>::DeadlinePassed
         );
         assert_ok!(Opml::timeout(RuntimeOrigin::signed(CAROL), TASK, ALICE));
@@ -547,16 +581,18 @@ fn silent_server_loses_by_timeout() {
 fn silent_challenger_loses_by_timeout() {
     new_test_ext().execute_with(|| {
         let d = digits();
-        claimed(&d.honest);
+        let mut server = claimed(Cheat::None);
         assert_ok!(Opml::challenge(RuntimeOrigin::signed(ALICE), TASK));
-        let roots = d.dissection_roots(View::Honest, &game_of(ALICE));
-        assert_ok!(Opml::post_roots(
-            RuntimeOrigin::signed(SERVER),
-            TASK,
-            ALICE,
-            roots.try_into().unwrap()
-        ));
-        run_to_block(2 + MOVE_DEADLINE);
+        let mut alice = d.agent(Party::Challenger, Cheat::SilentChallenger { after: 0 });
+        assert_eq!(
+            play(ALICE, &mut server, &mut alice),
+            (Some(Party::Challenger), vec![])
+        );
+        run_to_block(game_of(ALICE).deadline + 1);
+        assert_noop!(
+            Opml::pick_interval(RuntimeOrigin::signed(ALICE), TASK, 0),
+            Error::<Test>::DeadlinePassed
+        );
         assert_ok!(Opml::timeout(RuntimeOrigin::signed(BOB), TASK, ALICE));
         System::assert_has_event(
             Event::GameTimedOut {
@@ -576,22 +612,20 @@ fn silent_challenger_loses_by_timeout() {
 fn several_challengers_each_play_their_own_game() {
     new_test_ext().execute_with(|| {
         let d = digits();
-        claimed(&d.cheat);
+        let mut server = claimed(Cheat::WrongOutput);
         let (bob0, carol0) = (free(BOB), free(CAROL));
         for who in [ALICE, BOB, CAROL] {
             assert_ok!(Opml::challenge(RuntimeOrigin::signed(who), TASK));
         }
-        // BOB's game reaches its one-step proof first; ALICE's is mid-way.
-        bisect(BOB, View::LieFrom(d.steps()), View::Honest);
-        let roots = d.dissection_roots(View::LieFrom(d.steps()), &game_of(ALICE));
+        // ALICE's game is one move in when BOB's ends.
+        let g = game_of(ALICE);
         assert_ok!(Opml::post_roots(
             RuntimeOrigin::signed(SERVER),
             TASK,
             ALICE,
-            roots.try_into().unwrap()
+            d.dissection_roots(&g)
         ));
-        assert_eq!(Claims::<Test>::get(TASK).unwrap().open_games, 3);
-        prove(CAROL, BOB);
+        play_honest(BOB, &mut server);
         // BOB took the server's bond; ALICE's and CAROL's games closed with
         // their bonds returned.
         let burned = BurnShare::get().mul_floor(SERVER_BOND);
@@ -607,15 +641,15 @@ fn several_challengers_each_play_their_own_game() {
 fn several_false_challengers_all_lose() {
     new_test_ext().execute_with(|| {
         let d = digits();
-        claimed(&d.honest);
+        let mut server = claimed(Cheat::None);
         let server0 = free(SERVER);
         for who in [ALICE, BOB] {
             assert_ok!(Opml::challenge(RuntimeOrigin::signed(who), TASK));
         }
-        bisect(ALICE, View::Honest, View::LieFrom(d.steps()));
-        bisect(BOB, View::Honest, View::LieFrom(2));
-        prove(SERVER, ALICE);
-        prove(SERVER, BOB);
+        let mut alice = d.agent(Party::Challenger, Cheat::FalseChallenge { at: d.steps() });
+        let mut bob = d.agent(Party::Challenger, Cheat::FalseChallenge { at: 2 });
+        assert_eq!(play(ALICE, &mut server, &mut alice), (None, vec![]));
+        assert_eq!(play(BOB, &mut server, &mut bob), (None, vec![]));
         let burned = BurnShare::get().mul_floor(CHALLENGER_BOND);
         assert_eq!(free(SERVER), server0 + 2 * (CHALLENGER_BOND - burned));
         assert_eq!(TotalBurned::<Test>::get(), 2 * burned);
@@ -627,31 +661,42 @@ fn several_false_challengers_all_lose() {
 fn wrong_or_malformed_one_step_proof_is_rejected_and_changes_nothing() {
     new_test_ext().execute_with(|| {
         let d = digits();
-        claimed(&d.cheat);
+        // The server posts a tampered proof, then one of another step, then
+        // stays silent; each is rejected without a trace (checked in `play`).
+        let mut server = claimed(Cheat::InvalidProof);
         assert_ok!(Opml::challenge(RuntimeOrigin::signed(ALICE), TASK));
-        bisect(ALICE, View::LieFrom(d.steps()), View::Honest);
+        let mut alice = d.agent(Party::Challenger, Cheat::None);
+        let (silent, rejected) = play(ALICE, &mut server, &mut alice);
+        assert_eq!(silent, Some(Party::Defender));
+        assert_eq!(
+            rejected,
+            vec![
+                Error::<Test>::ProofRejected.into(),
+                Error::<Test>::ProofRejected.into()
+            ]
+        );
         let g = game_of(ALICE);
-        let o = || RuntimeOrigin::signed(ALICE);
         let garbage: BoundedVec<u8, _> = vec![7u8; 100].try_into().unwrap();
         assert_noop!(
-            Opml::submit_one_step_proof(o(), TASK, ALICE, garbage),
+            Opml::submit_one_step_proof(RuntimeOrigin::signed(ALICE), TASK, ALICE, garbage),
             Error::<Test>::ProofMalformed
         );
-        // A valid proof, of another step: its pre-state is not the agreed root.
-        let other = (g.lo as usize + 1) % d.proofs.len();
-        let wrong: BoundedVec<u8, _> = d.proofs[other].clone().try_into().unwrap();
-        assert_noop!(
-            Opml::submit_one_step_proof(o(), TASK, ALICE, wrong),
-            Error::<Test>::ProofRejected
-        );
-        // A proof whose chunk was tampered with.
-        let mut bytes = d.proof(&g);
-        let n = bytes.len();
-        bytes[n - 40] ^= 1;
-        let tampered: BoundedVec<u8, _> = bytes.try_into().unwrap();
-        assert!(Opml::submit_one_step_proof(o(), TASK, ALICE, tampered).is_err());
         assert_eq!(game_of(ALICE), g);
-        prove(ALICE, ALICE);
+        // The challenger posts the real proof itself and wins.
+        let proof = d.proof(&g).try_into().unwrap();
+        assert_ok!(Opml::submit_one_step_proof(
+            RuntimeOrigin::signed(ALICE),
+            TASK,
+            ALICE,
+            proof
+        ));
+        System::assert_has_event(
+            Event::ClaimRefuted {
+                task: TASK,
+                server: SERVER,
+            }
+            .into(),
+        );
         check_books();
     });
 }
@@ -660,10 +705,10 @@ fn wrong_or_malformed_one_step_proof_is_rejected_and_changes_nothing() {
 fn cannot_move_out_of_turn() {
     new_test_ext().execute_with(|| {
         let d = digits();
-        claimed(&d.honest);
+        claimed(Cheat::None);
         assert_ok!(Opml::challenge(RuntimeOrigin::signed(ALICE), TASK));
         let g = game_of(ALICE);
-        let roots: BoundedVec<_, _> = d.dissection_roots(View::Honest, &g).try_into().unwrap();
+        let roots = d.dissection_roots(&g);
         assert_noop!(
             Opml::post_roots(RuntimeOrigin::signed(ALICE), TASK, ALICE, roots.clone()),
             Error::<Test>::NotDefender
