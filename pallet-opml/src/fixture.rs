@@ -122,3 +122,52 @@ impl Digits {
         self.proofs[game.lo as usize].clone()
     }
 }
+
+/// The benchmarks' scenario: a server lying from the step after the one
+/// with the largest one-step proof, refuted by an honest challenger with
+/// arity `k`, so the game ends in the largest proof of the run.
+#[cfg(feature = "runtime-benchmarks")]
+pub fn bench_scenario(k: u32) -> pallet_opml::BenchScenario {
+    use opml_fraud_proof::core::{Claim, Game};
+    let d = digits();
+    let (step, _) = d
+        .proofs
+        .iter()
+        .enumerate()
+        .max_by_key(|(_, p)| p.len())
+        .expect("a run has steps");
+    let mut def = d.agent(
+        Party::Defender,
+        Cheat::WrongRoot {
+            at: step as u64 + 1,
+        },
+    );
+    let mut chal = d.agent(Party::Challenger, Cheat::None);
+    let (output, final_state, output_proof) = def.submit(&d.model).expect("submission");
+    let claim =
+        Claim::new(0, &d.model, &d.input, &output, &final_state, &output_proof).expect("claim");
+    let mut game = Game::new(&claim, &d.model.node_ends, k, 1_000, 0).expect("game");
+    let mut moves = Vec::new();
+    while let Some(party) = game.to_move() {
+        let agent = if party == Party::Defender {
+            &mut def
+        } else {
+            &mut chal
+        };
+        let mv = agent.act(&game).expect("move").expect("agents are live");
+        game.apply(party, &mv, &d.model.node_ends, &d.code, 0)
+            .expect("legal move");
+        moves.push(mv);
+    }
+    assert_eq!(game.outcome().map(|o| o.winner), Some(Party::Challenger));
+    pallet_opml::BenchScenario {
+        code: d.code.clone(),
+        commitment: d.model.clone(),
+        input: d.input.clone(),
+        output,
+        final_fuel: final_state.fuel,
+        final_memory_root: final_state.memory_root,
+        output_proof,
+        moves,
+    }
+}

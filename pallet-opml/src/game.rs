@@ -7,7 +7,7 @@
 use frame_support::pallet_prelude::*;
 pub use opml_fraud_proof::core::{
     claim::output_hash, Claim, ClaimError, CommitmentError, EndReason, Game, GameError,
-    ModelCommitment, Outcome, OutputProof, Party,
+    ModelCommitment, Move, Outcome, OutputProof, Party,
 };
 use parity_scale_codec::DecodeWithMemTracking;
 

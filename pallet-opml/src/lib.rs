@@ -26,6 +26,8 @@ pub mod game;
 pub mod types;
 pub mod weights;
 
+#[cfg(feature = "runtime-benchmarks")]
+mod benchmarking;
 #[cfg(test)]
 extern crate self as pallet_opml;
 #[cfg(test)]
@@ -38,6 +40,28 @@ mod tests;
 pub use pallet::*;
 pub use types::*;
 pub use weights::WeightInfo;
+
+/// What the benchmarks need of a real model: a registered model's code and
+/// commitment, a task input, a wrong result on it, and the moves of the game
+/// that refutes it (dissections and picks, then the one-step proof).
+#[cfg(feature = "runtime-benchmarks")]
+pub struct BenchScenario {
+    pub code: alloc::vec::Vec<u8>,
+    pub commitment: game::ModelCommitment,
+    pub input: alloc::vec::Vec<u8>,
+    pub output: alloc::vec::Vec<u8>,
+    pub final_fuel: u64,
+    pub final_memory_root: opml_runtime::Hash,
+    pub output_proof: game::OutputProof,
+    pub moves: alloc::vec::Vec<game::Move>,
+}
+
+/// Provides the benchmarks' scenario (a chain embeds one for the largest
+/// model and proof it admits).
+#[cfg(feature = "runtime-benchmarks")]
+pub trait BenchmarkHelper {
+    fn scenario() -> BenchScenario;
+}
 
 #[frame_support::pallet]
 pub mod pallet {
@@ -108,6 +132,9 @@ pub mod pallet {
             + InspectHold<Self::AccountId>;
         /// Weights of the calls (see `weights.rs`).
         type WeightInfo: WeightInfo;
+        /// The real model and game the benchmarks run.
+        #[cfg(feature = "runtime-benchmarks")]
+        type BenchmarkHelper: crate::BenchmarkHelper;
 
         /// Blocks after a claim during which challenges are accepted.
         #[pallet::constant]

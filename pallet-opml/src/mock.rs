@@ -2,7 +2,7 @@
 
 use frame_support::{
     derive_impl, parameter_types,
-    traits::{ConstU32, ConstU64, Hooks},
+    traits::{ConstU32, ConstU64, Get, Hooks},
 };
 use sp_runtime::{BuildStorage, Perbill};
 
@@ -48,6 +48,8 @@ impl pallet_opml::Config for Test {
     type RuntimeHoldReason = RuntimeHoldReason;
     type Currency = Balances;
     type WeightInfo = ();
+    #[cfg(feature = "runtime-benchmarks")]
+    type BenchmarkHelper = DigitsBench;
     type ChallengePeriod = ConstU64<CHALLENGE_PERIOD>;
     type MoveDeadline = ConstU64<MOVE_DEADLINE>;
     type ModelDepositBase = ConstU64<MODEL_DEPOSIT_BASE>;
@@ -62,6 +64,17 @@ impl pallet_opml::Config for Test {
     type MaxOutputLen = ConstU32<4096>;
     type MaxProofLen = ConstU32<{ 128 * 1024 }>;
     type MaxOpenDisputes = ConstU32<4>;
+}
+
+/// The benchmarks run the digits fixture (see `fixture::bench_scenario`).
+#[cfg(feature = "runtime-benchmarks")]
+pub struct DigitsBench;
+
+#[cfg(feature = "runtime-benchmarks")]
+impl pallet_opml::BenchmarkHelper for DigitsBench {
+    fn scenario() -> pallet_opml::BenchScenario {
+        crate::fixture::bench_scenario(<Test as pallet_opml::Config>::Arity::get())
+    }
 }
 
 pub const OWNER: AccountId = 1;
