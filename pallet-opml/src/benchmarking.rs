@@ -16,18 +16,18 @@ use frame_support::{pallet_prelude::Get, BoundedVec};
 use frame_system::RawOrigin;
 use sp_runtime::traits::{Bounded, Saturating};
 
-fn funded<T: Config>(name: &'static str, i: u32) -> T::AccountId {
+pub(crate) fn funded<T: Config>(name: &'static str, i: u32) -> T::AccountId {
     let who: T::AccountId = account(name, i, 0);
     let _ = T::Currency::set_balance(&who, BalanceOf::<T>::max_value() / 1024u32.into());
     who
 }
 
-fn signed<T: Config>(who: &T::AccountId) -> RawOrigin<T::AccountId> {
+pub(crate) fn signed<T: Config>(who: &T::AccountId) -> RawOrigin<T::AccountId> {
     RawOrigin::Signed(who.clone())
 }
 
 /// The model registered (id 0) and the task requested (id 0).
-fn task<T: Config>(s: &BenchScenario) -> Result<(), BenchmarkError> {
+pub(crate) fn task<T: Config>(s: &BenchScenario) -> Result<(), BenchmarkError> {
     let owner = funded::<T>("owner", 0);
     let code = s
         .code
@@ -51,7 +51,7 @@ fn task<T: Config>(s: &BenchScenario) -> Result<(), BenchmarkError> {
 }
 
 /// ... and the wrong result submitted by the returned server.
-fn claimed<T: Config>(s: &BenchScenario) -> Result<T::AccountId, BenchmarkError> {
+pub(crate) fn claimed<T: Config>(s: &BenchScenario) -> Result<T::AccountId, BenchmarkError> {
     task::<T>(s)?;
     let server = funded::<T>("server", 0);
     let output = s
@@ -72,7 +72,7 @@ fn claimed<T: Config>(s: &BenchScenario) -> Result<T::AccountId, BenchmarkError>
 
 /// ... challenged by `MaxOpenDisputes` challengers (the worst case of
 /// settling); returns the server and the first challenger.
-fn challenged<T: Config>(
+pub(crate) fn challenged<T: Config>(
     s: &BenchScenario,
 ) -> Result<(T::AccountId, T::AccountId), BenchmarkError> {
     let server = claimed::<T>(s)?;
@@ -84,7 +84,7 @@ fn challenged<T: Config>(
 }
 
 /// Plays the first `n` moves of the scenario's game of `challenger`.
-fn moves<T: Config>(
+pub(crate) fn moves<T: Config>(
     s: &BenchScenario,
     server: &T::AccountId,
     challenger: &T::AccountId,
@@ -105,7 +105,7 @@ fn moves<T: Config>(
     Ok(())
 }
 
-fn last_proof(s: &BenchScenario) -> Result<Vec<u8>, BenchmarkError> {
+pub(crate) fn last_proof(s: &BenchScenario) -> Result<Vec<u8>, BenchmarkError> {
     match s.moves.last() {
         Some(Move::OneStep(p)) => Ok(p.to_vec()),
         _ => Err(BenchmarkError::Stop(
@@ -252,6 +252,17 @@ mod benchmarks {
         // The silent server lost: the claim is refuted and every game closed.
         assert!(!Claims::<T>::contains_key(0));
         assert_eq!(Games::<T>::iter_prefix(0).count(), 0);
+        Ok(())
+    }
+
+    #[benchmark]
+    fn cancel_task() -> Result<(), BenchmarkError> {
+        let s = T::BenchmarkHelper::scenario();
+        task::<T>(&s)?;
+        let requester = funded::<T>("requester", 0);
+        #[extrinsic_call]
+        _(signed::<T>(&requester), 0);
+        assert!(!Tasks::<T>::contains_key(0));
         Ok(())
     }
 

@@ -27,11 +27,13 @@ pub mod types;
 pub mod weights;
 
 #[cfg(feature = "runtime-benchmarks")]
-mod benchmarking;
+pub(crate) mod benchmarking;
 #[cfg(test)]
 extern crate self as pallet_opml;
 #[cfg(test)]
 mod fixture;
+#[cfg(all(test, feature = "runtime-benchmarks"))]
+mod measure;
 #[cfg(test)]
 mod mock;
 #[cfg(test)]
@@ -176,6 +178,10 @@ pub mod pallet {
         /// Largest one-step proof in bytes.
         #[pallet::constant]
         type MaxProofLen: Get<u32>;
+        /// Most graph nodes of a model (bounds the node ends every move
+        /// reads).
+        #[pallet::constant]
+        type MaxNodes: Get<u32>;
         /// Most games open at once against one claim.
         #[pallet::constant]
         type MaxOpenDisputes: Get<u32>;
@@ -193,6 +199,12 @@ pub mod pallet {
     /// roots, check outputs, and by every bisection move for the node ends).
     #[pallet::storage]
     pub type Commitments<T: Config> = StorageMap<_, Blake2_128Concat, ModelId, ModelCommitment>;
+
+    /// The node ends of each registered model (a copy of the commitment's,
+    /// bounded by `MaxNodes`, so bisection moves read only these).
+    #[pallet::storage]
+    pub type NodeEnds<T: Config> =
+        StorageMap<_, Blake2_128Concat, ModelId, BoundedVec<u64, T::MaxNodes>>;
 
     /// The Wasm code of each registered model (read only by one-step proofs).
     #[pallet::storage]
@@ -298,6 +310,12 @@ pub mod pallet {
         /// A claim was refuted: the task is open again and the other games on
         /// it closed with their bonds returned.
         ClaimRefuted { task: TaskId, server: T::AccountId },
+        /// An unclaimed task was withdrawn and its fee released.
+        TaskCancelled {
+            task: TaskId,
+            requester: T::AccountId,
+            fee: BalanceOf<T>,
+        },
         /// A task was finalized: fee paid to the server, bond returned.
         TaskFinalized {
             task: TaskId,
@@ -315,6 +333,8 @@ pub mod pallet {
         CodeInadmissible,
         /// The commitment is malformed or disagrees with the code's limits.
         CommitmentInvalid,
+        /// The model has more graph nodes than `MaxNodes`.
+        TooManyNodes,
         /// The model index is not registered.
         ModelNotFound,
         /// All model or task indices are used.
@@ -323,6 +343,8 @@ pub mod pallet {
         FeeTooLow,
         /// The task index is unknown.
         TaskNotFound,
+        /// Only the requester may cancel its task.
+        NotRequester,
         /// The task already has a claim or is finalized.
         TaskNotOpen,
         /// The input does not fit the model's input region.
@@ -409,6 +431,20 @@ pub mod pallet {
                 CommitmentError::Inadmissible => Error::<T>::CodeInadmissible,
                 _ => Error::<T>::CommitmentInvalid,
             })?;
+            // The input proof must hold, or no task on the model could ever
+            // be claimed.
+            ensure!(
+                commitment.input_len() <= u64::from(T::MaxInputLen::get())
+                    && commitment.output_len() <= u64::from(T::MaxOutputLen::get()),
+                Error::<T>::CommitmentInvalid
+            );
+            let zeros = alloc::vec![0u8; commitment.input_len() as usize];
+            initial_state(&commitment, &zeros).map_err(|_| Error::<T>::CommitmentInvalid)?;
+            let node_ends: BoundedVec<u64, T::MaxNodes> = commitment
+                .node_ends
+                .to_vec()
+                .try_into()
+                .map_err(|_| Error::<T>::TooManyNodes)?;
             let id = NextModelId::<T>::get();
             let next = id.checked_add(1).ok_or(Error::<T>::IdsExhausted)?;
             let bytes: BalanceOf<T> = (code.len() as u32).into();
@@ -421,9 +457,11 @@ pub mod pallet {
                 model_hash: commitment.hash(),
                 code_hash: commitment.code_hash,
                 steps: commitment.steps(),
+                input_len: commitment.input_len(),
             };
             Models::<T>::insert(id, &info);
             Commitments::<T>::insert(id, commitment);
+            NodeEnds::<T>::insert(id, node_ends);
             Code::<T>::insert(id, code);
             NextModelId::<T>::put(next);
             Self::deposit_event(Event::ModelRegistered {
@@ -447,10 +485,14 @@ pub mod pallet {
             fee: BalanceOf<T>,
         ) -> DispatchResult {
             let requester = ensure_signed(origin)?;
-            let commitment = Commitments::<T>::get(model).ok_or(Error::<T>::ModelNotFound)?;
+            let info = Models::<T>::get(model).ok_or(Error::<T>::ModelNotFound)?;
             ensure!(fee >= T::MinTaskFee::get(), Error::<T>::FeeTooLow);
-            // Refuse inputs no claim could use.
-            initial_state(&commitment, &input).map_err(|_| Error::<T>::InputInvalid)?;
+            // Refuse inputs no claim could use (the commitment's input proof
+            // was checked at registration).
+            ensure!(
+                input.len() as u64 == info.input_len,
+                Error::<T>::InputInvalid
+            );
             let id = NextTaskId::<T>::get();
             let next = id.checked_add(1).ok_or(Error::<T>::IdsExhausted)?;
             Self::hold(HoldReason::TaskFee, &requester, fee)?;
@@ -560,11 +602,11 @@ pub mod pallet {
                 rec.open_games < T::MaxOpenDisputes::get(),
                 Error::<T>::TooManyDisputes
             );
-            let commitment = Commitments::<T>::get(t.model).ok_or(Error::<T>::ModelNotFound)?;
+            let node_ends = NodeEnds::<T>::get(t.model).ok_or(Error::<T>::ModelNotFound)?;
             let window = Self::time(T::MoveDeadline::get());
             let game = Game::new(
                 &rec.claim,
-                &commitment.node_ends,
+                &node_ends,
                 T::Arity::get(),
                 window,
                 Self::time(now),
@@ -594,9 +636,9 @@ pub mod pallet {
             let (t, rec) = Self::claimed(task)?;
             ensure!(who == rec.server, Error::<T>::NotDefender);
             let mut g = Games::<T>::get(task, &challenger).ok_or(Error::<T>::GameNotFound)?;
-            let commitment = Commitments::<T>::get(t.model).ok_or(Error::<T>::ModelNotFound)?;
+            let node_ends = NodeEnds::<T>::get(t.model).ok_or(Error::<T>::ModelNotFound)?;
             g.game
-                .dissect(Party::Defender, &commitment.node_ends, &roots, Self::now())
+                .dissect(Party::Defender, &node_ends, &roots, Self::now())
                 .map_err(Self::move_error)?;
             let (lo, hi) = (g.game.lo, g.game.hi);
             Games::<T>::insert(task, &challenger, g);
@@ -699,6 +741,25 @@ pub mod pallet {
                 task,
                 challenger,
                 winner,
+            });
+            Ok(())
+        }
+
+        /// Withdraws a task no server has claimed (or whose claim was
+        /// refuted): the fee is released to the requester.
+        #[pallet::call_index(9)]
+        #[pallet::weight(T::WeightInfo::cancel_task())]
+        pub fn cancel_task(origin: OriginFor<T>, task: TaskId) -> DispatchResult {
+            let who = ensure_signed(origin)?;
+            let t = Tasks::<T>::get(task).ok_or(Error::<T>::TaskNotFound)?;
+            ensure!(who == t.requester, Error::<T>::NotRequester);
+            ensure!(t.status == TaskStatus::Open, Error::<T>::TaskNotOpen);
+            T::Currency::release(&HoldReason::TaskFee.into(), &who, t.fee, Precision::Exact)?;
+            Tasks::<T>::remove(task);
+            Self::deposit_event(Event::TaskCancelled {
+                task,
+                requester: who,
+                fee: t.fee,
             });
             Ok(())
         }

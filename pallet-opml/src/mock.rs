@@ -2,7 +2,7 @@
 
 use frame_support::{
     derive_impl, parameter_types,
-    traits::{ConstU32, ConstU64, Get, Hooks},
+    traits::{ConstU32, ConstU64, Hooks},
 };
 use sp_runtime::{BuildStorage, Perbill};
 
@@ -59,10 +59,11 @@ impl pallet_opml::Config for Test {
     type ChallengerBond = ConstU64<CHALLENGER_BOND>;
     type BurnShare = BurnShare;
     type Arity = ConstU32<4>;
-    type MaxCodeLen = ConstU32<{ 512 * 1024 }>;
+    type MaxCodeLen = ConstU32<{ 64 * 1024 }>;
     type MaxInputLen = ConstU32<4096>;
     type MaxOutputLen = ConstU32<4096>;
-    type MaxProofLen = ConstU32<{ 128 * 1024 }>;
+    type MaxProofLen = ConstU32<{ 64 * 1024 }>;
+    type MaxNodes = ConstU32<256>;
     type MaxOpenDisputes = ConstU32<4>;
 }
 
@@ -73,7 +74,9 @@ pub struct DigitsBench;
 #[cfg(feature = "runtime-benchmarks")]
 impl pallet_opml::BenchmarkHelper for DigitsBench {
     fn scenario() -> pallet_opml::BenchScenario {
-        crate::fixture::bench_scenario(<Test as pallet_opml::Config>::Arity::get())
+        crate::fixture::bench_scenario(
+            <<Test as pallet_opml::Config>::Arity as frame_support::traits::Get<u32>>::get(),
+        )
     }
 }
 

@@ -205,6 +205,17 @@ fn cannot_register_model_if_commitment_invalid() {
             ),
             Error::<Test>::CommitmentInvalid
         );
+        // A forged input proof: no task could ever be claimed.
+        let mut model = d.model.clone();
+        model.input_lemmas[0][0] ^= 1;
+        assert_noop!(
+            Opml::register_model(
+                RuntimeOrigin::signed(OWNER),
+                d.code.clone().try_into().unwrap(),
+                Arg(model)
+            ),
+            Error::<Test>::CommitmentInvalid
+        );
         let mut model = d.model.clone();
         model.memory_pages += 1;
         assert_noop!(
@@ -277,6 +288,42 @@ fn cannot_request_task_if_input_or_fee_or_model_invalid() {
         assert_noop!(
             Opml::request_task(RuntimeOrigin::signed(POOR), 0, input, FEE),
             Error::<Test>::InsufficientBalance
+        );
+    });
+}
+
+#[test]
+fn cancel_task_works() {
+    new_test_ext().execute_with(|| {
+        register();
+        request();
+        let req0 = free(REQUESTER);
+        assert_noop!(
+            Opml::cancel_task(RuntimeOrigin::signed(ALICE), TASK),
+            Error::<Test>::NotRequester
+        );
+        assert_ok!(Opml::cancel_task(RuntimeOrigin::signed(REQUESTER), TASK));
+        assert_eq!(free(REQUESTER), req0 + FEE);
+        assert!(Tasks::<Test>::get(TASK).is_none());
+        System::assert_last_event(
+            Event::TaskCancelled {
+                task: TASK,
+                requester: REQUESTER,
+                fee: FEE,
+            }
+            .into(),
+        );
+        check_books();
+    });
+}
+
+#[test]
+fn cannot_cancel_task_if_claimed() {
+    new_test_ext().execute_with(|| {
+        claimed(Cheat::None);
+        assert_noop!(
+            Opml::cancel_task(RuntimeOrigin::signed(REQUESTER), TASK),
+            Error::<Test>::TaskNotOpen
         );
     });
 }

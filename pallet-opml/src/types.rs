@@ -23,6 +23,8 @@ pub struct ModelInfo<AccountId, Balance> {
     pub code_hash: Hash,
     /// N: steps of every run.
     pub steps: u64,
+    /// Bytes of a task input.
+    pub input_len: u64,
 }
 
 /// Where a task is in its life.
