@@ -925,7 +925,7 @@ pub mod pallet {
         }
 
         /// Every hold is explained by a record, and every record by a hold.
-        #[cfg(any(feature = "try-runtime", test))]
+        #[cfg(any(feature = "try-runtime", feature = "std", test))]
         pub fn do_try_state() -> Result<(), sp_runtime::TryRuntimeError> {
             use alloc::collections::BTreeMap;
             let mut expected: BTreeMap<(T::AccountId, u8), BalanceOf<T>> = BTreeMap::new();
