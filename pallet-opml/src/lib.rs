@@ -178,6 +178,10 @@ pub mod pallet {
         /// Largest one-step proof in bytes.
         #[pallet::constant]
         type MaxProofLen: Get<u32>;
+        /// Largest per-step fuel cap a model may declare: one-step proofs run
+        /// one step on-chain, so this bounds their execution time.
+        #[pallet::constant]
+        type MaxStepFuel: Get<u64>;
         /// Most graph nodes of a model (bounds the node ends every move
         /// reads).
         #[pallet::constant]
@@ -333,6 +337,8 @@ pub mod pallet {
         CodeInadmissible,
         /// The commitment is malformed or disagrees with the code's limits.
         CommitmentInvalid,
+        /// The model's per-step fuel cap exceeds `MaxStepFuel`.
+        StepFuelTooHigh,
         /// The model has more graph nodes than `MaxNodes`.
         TooManyNodes,
         /// The model index is not registered.
@@ -431,6 +437,13 @@ pub mod pallet {
                 CommitmentError::Inadmissible => Error::<T>::CodeInadmissible,
                 _ => Error::<T>::CommitmentInvalid,
             })?;
+            let limits = opml_runtime::admission::admit(&code)
+                .map_err(|_| Error::<T>::CodeInadmissible)?
+                .limits;
+            ensure!(
+                limits.step_fuel <= T::MaxStepFuel::get(),
+                Error::<T>::StepFuelTooHigh
+            );
             // The input proof must hold, or no task on the model could ever
             // be claimed.
             ensure!(

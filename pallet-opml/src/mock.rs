@@ -41,6 +41,7 @@ pub const MIN_FEE: Balance = 10;
 
 parameter_types! {
     pub const BurnShare: Perbill = Perbill::from_percent(10);
+    pub static MaxStepFuelCap: u64 = 4_000_000;
 }
 
 impl pallet_opml::Config for Test {
@@ -64,6 +65,7 @@ impl pallet_opml::Config for Test {
     type MaxOutputLen = ConstU32<4096>;
     type MaxProofLen = ConstU32<{ 64 * 1024 }>;
     type MaxNodes = ConstU32<256>;
+    type MaxStepFuel = MaxStepFuelCap;
     type MaxOpenDisputes = ConstU32<4>;
 }
 

@@ -230,6 +230,29 @@ fn cannot_register_model_if_commitment_invalid() {
 }
 
 #[test]
+fn cannot_register_model_if_step_fuel_too_high() {
+    new_test_ext().execute_with(|| {
+        // The digits module declares a step fuel cap of 4 000 000: refuse it
+        // under a lower MaxStepFuel.
+        let d = digits();
+        let cap = opml_runtime::admission::admit(&d.code)
+            .unwrap()
+            .limits
+            .step_fuel;
+        assert_eq!(cap, 4_000_000);
+        MaxStepFuelCap::set(cap - 1);
+        assert_noop!(
+            Opml::register_model(
+                RuntimeOrigin::signed(OWNER),
+                d.code.clone().try_into().unwrap(),
+                Arg(d.model.clone())
+            ),
+            Error::<Test>::StepFuelTooHigh
+        );
+    });
+}
+
+#[test]
 fn cannot_register_model_if_balance_insufficient() {
     new_test_ext().execute_with(|| {
         let d = digits();
