@@ -46,6 +46,15 @@ fn measure_weights() {
         "digits: code {code_len} B, one-step proof {proof_len} B, {} moves",
         s.moves.len()
     );
+    let w = <crate::weights::SubstrateWeight as crate::WeightInfo>::submit_one_step_proof(
+        code_len as u32,
+        proof_len as u32,
+    );
+    println!(
+        "one-step proof weight: ref_time {} ps, proof_size {} B",
+        w.ref_time(),
+        w.proof_size()
+    );
     let rows: Vec<(&str, (u128, u128))> = vec![
         (
             "register_model",
