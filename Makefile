@@ -10,12 +10,15 @@ DEMO = target/demo
 ## The main job on the embedded default (see README.md): lower the digits
 ## CNN fixture, run it in the sandbox (recording a trace) and natively (the
 ## node-boundary roots agree), then prove one step of the recorded run and
-## check the proof (the verifier sees only the proof's chunks).
+## check the proof (the verifier sees only the proof's chunks); finally a
+## dispute game where a cheating server (wrong roots from step 3 on) loses to
+## an honest challenger.
 run:
 	$(OPML) lower fixtures/digits_cnn/model.onnx --out $(DEMO)/digits
 	$(OPML) run $(DEMO)/digits --input fixtures/digits_cnn/sample_input.npy --engine wasm --trace $(DEMO)/trace
 	$(OPML) run $(DEMO)/digits --input fixtures/digits_cnn/sample_input.npy --engine native
 	$(OPML) prove $(DEMO)/digits --trace $(DEMO)/trace --step 3 --out $(DEMO)/step3.proof
+	$(OPML) dispute $(DEMO)/digits --input fixtures/digits_cnn/sample_input.npy --cheat wrong-root --at 3 --k 2
 
 ## Everything CI checks.
 test: check-no-std
@@ -29,6 +32,7 @@ check-no-std:
 bench:
 	$(CARGO) run --locked --release -p opml-runtime --example bench
 	$(CARGO) run --locked --release -p opml-lowering --example bench
+	$(CARGO) run --locked --release -p opml-fraud-proof --example bench
 
 fmt:
 	$(CARGO) fmt --all

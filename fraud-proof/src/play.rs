@@ -97,6 +97,12 @@ impl From<AgentError> for PlayError {
 pub struct Claimed {
     pub model: ModelCommitment,
     pub claim: Claim,
+    /// What was submitted: the task input (commitment order), the output,
+    /// the final state and the output proof.
+    pub input: Vec<u8>,
+    pub output: Vec<u8>,
+    pub final_state: opml_runtime::StateFields,
+    pub output_proof: crate::core::OutputProof,
     pub defender: Agent,
     pub setup: Duration,
 }
@@ -125,6 +131,10 @@ pub fn claim(
     Ok(Claimed {
         model,
         claim,
+        input,
+        output: out,
+        final_state: state,
+        output_proof: proof,
         defender,
         setup: t.elapsed(),
     })

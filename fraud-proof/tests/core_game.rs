@@ -413,3 +413,42 @@ fn types_round_trip_and_hashes_are_domain_separated() {
         }
     }
 }
+
+#[test]
+fn moves_apply_like_the_calls_and_a_wrong_model_is_refused() {
+    let f = fixture();
+    let claim = f.claim();
+    let mut g = Game::new(&claim, &ENDS, 2, 10, 0).unwrap();
+    assert_eq!(g.dissection(&[3, 7]), Err(GameError::BadNodeEnds));
+    let before = g.clone();
+    assert_eq!(
+        g.dissect(Party::Defender, &[3, 7], &[f.root(3)], 1),
+        Err(GameError::BadNodeEnds)
+    );
+    assert_eq!(g, before);
+    let mut now = 0;
+    while g.outcome().is_none() {
+        now += 1;
+        let mv = match g.phase.clone() {
+            Phase::AwaitingDissection => {
+                let pts = g.dissection(&ENDS).unwrap().points().to_vec();
+                Move::Dissect(
+                    pts.iter()
+                        .map(|&p| f.root(p))
+                        .collect::<Vec<_>>()
+                        .try_into()
+                        .unwrap(),
+                )
+            }
+            Phase::AwaitingPick { points, .. } => Move::Pick(points.len() as u32),
+            Phase::AwaitingOneStep => Move::OneStep(f.proof(g.lo).try_into().unwrap()),
+            Phase::Ended(_) => unreachable!(),
+        };
+        let who = g.to_move().unwrap();
+        let r = g.apply(who, &mv, &ENDS, &f.code, now).unwrap();
+        assert_eq!(r.is_some(), g.outcome().is_some());
+    }
+    assert_eq!((g.lo, g.hi), (N - 1, N));
+    assert_eq!(g.outcome().unwrap().winner, Party::Defender);
+    assert!(g.rounds <= round_bound(N, 2));
+}

@@ -3,7 +3,7 @@
 use clap::Parser;
 use opml_http::cli::args::{Cli, Command};
 use opml_http::cli::error::CliError;
-use opml_http::cli::{lower, prove, run};
+use opml_http::cli::{dispute, lower, prove, run};
 use serde::Serialize;
 
 /// Prints a report as JSON or for people.
@@ -36,6 +36,7 @@ fn main() {
         Command::Run(a) => run::run(a).map(|r| emit(&r, a.json, run::print)),
         Command::Prove(a) => prove::prove(a).and_then(|r| checked(r, a.json)),
         Command::Verify(a) => prove::verify(a).and_then(|r| checked(r, a.json)),
+        Command::Dispute(a) => dispute::dispute(a).map(|r| emit(&r, a.json, dispute::print)),
     };
     if let Err(e) = result {
         eprintln!("opml: {e}");

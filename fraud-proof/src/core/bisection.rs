@@ -94,11 +94,11 @@ pub fn dissection(lo: u64, hi: u64, node_ends: &[u64], k: u32) -> Option<Dissect
     let i1 = node_ends.partition_point(|&e| e < hi);
     if i0 >= i1 {
         // Stage 2: ceil-spaced steps, so every piece has at most ceil(L/k).
-        let len = hi - lo;
-        let piece = len.div_ceil(u64::from(k));
-        let pts = (1..u64::from(k))
-            .map(|i| lo + i * piece)
-            .filter(|&p| p < hi)
+        let piece = u128::from((hi - lo).div_ceil(u64::from(k)));
+        let pts = (1..u128::from(k))
+            .map(|i| u128::from(lo) + i * piece)
+            .filter(|&p| p < u128::from(hi))
+            .map(|p| p as u64)
             .collect();
         return Some(Dissection::Stage2(pts));
     }
@@ -210,6 +210,23 @@ mod tests {
         assert_eq!(dissection(0, 10, &[10], 1), None);
         assert_eq!(dissection(0, 10, &[10], 17), None);
         assert_eq!(dissection(0, 10, &[], 2), None);
+    }
+
+    #[test]
+    fn stage_two_takes_ceil_log_rounds() {
+        for k in 2..=16 {
+            for len in 1..300 {
+                assert_eq!(
+                    worst(0, len, &[len], k, true),
+                    ceil_log(len, k),
+                    "k={k} len={len}"
+                );
+            }
+        }
+        let big = u64::MAX - 1;
+        let d = dissection(0, big, &[big], 16).unwrap();
+        assert_eq!(d.points().len(), 15);
+        assert!(d.points().windows(2).all(|w| w[0] < w[1]));
     }
 
     proptest::proptest! {

@@ -7,12 +7,14 @@ pub mod claim;
 pub mod commitment;
 pub mod game;
 pub mod regions;
+pub mod state;
 
 pub use bisection::{ceil_log, dissection, round_bound, Dissection};
 pub use claim::{Claim, ClaimError};
 pub use commitment::{initial_state, verify_output, CommitmentError, ModelCommitment, OutputProof};
 pub use game::{EndReason, Game, GameError, Move, Outcome, Party, Phase};
 pub use regions::{ChunkBytes, Region};
+pub use state::CommittedState;
 
 /// A SHA-256 digest (the runtime's).
 pub use opml_runtime::Hash;

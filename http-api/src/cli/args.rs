@@ -21,6 +21,8 @@ pub enum Command {
     Prove(ProveArgs),
     /// Check a one-step proof against a pre-state root.
     Verify(VerifyArgs),
+    /// Play a dispute game between an honest party and an adversary.
+    Dispute(super::dispute::DisputeArgs),
 }
 
 #[derive(Debug, clap::Args)]
