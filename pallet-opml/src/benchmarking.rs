@@ -238,6 +238,22 @@ mod benchmarks {
         Ok(())
     }
 
+    /// The same call at the largest proof `MaxProofLen` allows.
+    #[benchmark]
+    fn submit_one_step_proof_largest() -> Result<(), BenchmarkError> {
+        let s = T::BenchmarkHelper::largest_proof_scenario();
+        let (server, challenger) = challenged::<T>(&s)?;
+        moves::<T>(&s, &server, &challenger, s.moves.len() - 1)?;
+        let proof: BoundedVec<u8, T::MaxProofLen> = last_proof(&s)?
+            .try_into()
+            .map_err(|_| BenchmarkError::Stop("proof too large"))?;
+        #[extrinsic_call]
+        submit_one_step_proof(signed::<T>(&challenger), 0, challenger.clone(), proof);
+        assert!(!Claims::<T>::contains_key(0));
+        assert_eq!(Games::<T>::iter_prefix(0).count(), 0);
+        Ok(())
+    }
+
     #[benchmark]
     fn timeout() -> Result<(), BenchmarkError> {
         let s = T::BenchmarkHelper::scenario();

@@ -171,3 +171,119 @@ pub fn bench_scenario(k: u32) -> pallet_opml::BenchScenario {
         moves,
     }
 }
+
+/// A scenario whose one-step proof is as large as `max_proof_len` allows: a
+/// synthetic module (1 page, 512-byte chunks) whose every step adds the
+/// input byte to the first byte of `t` chunks, `t` chosen so the proof of a
+/// step fits. Two steps, two nodes; the server lies about the final state
+/// only, so the game ends in the proof of step 1.
+#[cfg(feature = "runtime-benchmarks")]
+pub fn largest_proof_scenario(k: u32, max_proof_len: u32) -> pallet_opml::BenchScenario {
+    use opml_fraud_proof::build::{commitment_from_image, output_proof};
+    use opml_fraud_proof::core::{Claim, Dissection, Game, Move, Phase, Region};
+    use opml_runtime::merkle::MerkleTree;
+    use opml_runtime::Sandbox;
+    // Chunk 0 holds the step counter (output, 0..4) and the input (8..12);
+    // each step touches chunks 0..=t; a chunk costs 518 bytes of proof.
+    let t = ((max_proof_len as usize).saturating_sub(512) / 518).clamp(2, 127) - 1;
+    let code = wat::parse_str(format!(
+        r#"(module
+  (memory (export "memory") 1 1)
+  (global (export "opml_step_fuel") i64 (i64.const 1000000))
+  (global (export "opml_chunk_log2") i32 (i32.const 9))
+  (global (export "opml_max_touched") i32 (i32.const 128))
+  (func (export "step") (result i32)
+    (local $i i32) (local $a i32)
+    (block $done (loop $l
+      (br_if $done (i32.ge_u (local.get $i) (i32.const {t})))
+      (local.set $a (i32.shl (i32.add (local.get $i) (i32.const 1)) (i32.const 9)))
+      (i32.store8 (local.get $a) (i32.add (i32.load8_u (local.get $a)) (i32.load8_u (i32.const 8))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $l)))
+    (i32.store (i32.const 0) (i32.add (i32.load (i32.const 0)) (i32.const 1)))
+    (i32.lt_u (i32.load (i32.const 0)) (i32.const 2))))"#
+    ))
+    .expect("the synthetic module assembles");
+    let mut sb = Sandbox::new(&code).expect("admitted");
+    let limits = sb.program().info().limits;
+    let image = sb.memory().to_vec();
+    let inputs = vec![Region { offset: 8, len: 4 }];
+    let outputs = vec![Region { offset: 0, len: 4 }];
+    let model = commitment_from_image(&code, &image, &limits, inputs, outputs, vec![1, 2])
+        .expect("commitment");
+    let input = vec![3u8, 0, 0, 0];
+    sb.write_input(8, &input).expect("input");
+    let mut roots = vec![sb.state().hash()];
+    let mut proofs = Vec::new();
+    while !sb.state().status.is_terminal() {
+        proofs.push(sb.prove_next_step().expect("proof").to_bytes());
+        roots.push(sb.step().expect("step").hash());
+    }
+    assert!(
+        proofs.iter().all(|p| p.len() <= max_proof_len as usize),
+        "proof over the limit"
+    );
+    let mut forged = sb.memory().to_vec();
+    forged[1] ^= 1;
+    let tree = MerkleTree::new(model.tree_depth, 1 << model.chunk_log2, &forged).expect("tree");
+    let final_state = StateFields {
+        memory_root: tree.root(),
+        ..sb.state()
+    };
+    let (output, output_proof) = output_proof(&model, &forged).expect("output proof");
+    let claim = Claim::new(0, &model, &input, &output, &final_state, &output_proof).expect("claim");
+    let mut game = Game::new(&claim, &model.node_ends, k, 1_000, 0).expect("game");
+    // The server's roots: the real ones but at the final step.
+    let n = model.steps();
+    let claimed = |p: u64| {
+        if p == n {
+            final_state.hash()
+        } else {
+            roots[p as usize]
+        }
+    };
+    let mut moves = Vec::new();
+    while let Some(party) = game.to_move() {
+        let mv = match &game.phase {
+            Phase::AwaitingDissection => {
+                let d: Dissection = game.dissection(&model.node_ends).expect("dissection");
+                Move::Dissect(
+                    d.points()
+                        .iter()
+                        .map(|p| claimed(*p))
+                        .collect::<Vec<_>>()
+                        .try_into()
+                        .expect("roots"),
+                )
+            }
+            Phase::AwaitingPick {
+                points,
+                roots: posted,
+            } => Move::Pick(
+                points
+                    .iter()
+                    .zip(posted.iter())
+                    .position(|(p, r)| roots[*p as usize] != *r)
+                    .unwrap_or(points.len()) as u32,
+            ),
+            Phase::AwaitingOneStep => {
+                Move::OneStep(proofs[game.lo as usize].clone().try_into().expect("proof"))
+            }
+            Phase::Ended(_) => unreachable!(),
+        };
+        game.apply(party, &mv, &model.node_ends, &code, 0)
+            .expect("legal move");
+        moves.push(mv);
+    }
+    assert_eq!(game.outcome().map(|o| o.winner), Some(Party::Challenger));
+    pallet_opml::BenchScenario {
+        code,
+        commitment: model,
+        input,
+        output,
+        final_fuel: final_state.fuel,
+        final_memory_root: final_state.memory_root,
+        output_proof,
+        moves,
+    }
+}

@@ -63,7 +63,10 @@ pub struct BenchScenario {
 /// model and proof it admits).
 #[cfg(feature = "runtime-benchmarks")]
 pub trait BenchmarkHelper {
+    /// The chain's reference model (its largest real one).
     fn scenario() -> BenchScenario;
+    /// A scenario whose one-step proof is close to `MaxProofLen`.
+    fn largest_proof_scenario() -> BenchScenario;
 }
 
 #[frame_support::pallet]

@@ -55,6 +55,12 @@ fn measure_weights() {
         w.ref_time(),
         w.proof_size()
     );
+    let big = <T as Config>::BenchmarkHelper::largest_proof_scenario();
+    println!(
+        "largest: code {} B, one-step proof {} B",
+        big.code.len(),
+        last_proof(&big).unwrap().len()
+    );
     let rows: Vec<(&str, (u128, u128))> = vec![
         (
             "register_model",
@@ -153,6 +159,19 @@ fn measure_weights() {
             "submit_one_step_proof",
             time(|| {
                 let s = <T as Config>::BenchmarkHelper::scenario();
+                let (server, c) = challenged::<T>(&s).unwrap();
+                moves::<T>(&s, &server, &c, s.moves.len() - 1).unwrap();
+                let proof = last_proof(&s).unwrap().try_into().unwrap();
+                Box::new(move || {
+                    let o = signed::<T>(&c).into();
+                    Pallet::<T>::submit_one_step_proof(o, 0, c, proof).expect("proof verifies");
+                })
+            }),
+        ),
+        (
+            "one_step_largest_proof",
+            time(|| {
+                let s = <T as Config>::BenchmarkHelper::largest_proof_scenario();
                 let (server, c) = challenged::<T>(&s).unwrap();
                 moves::<T>(&s, &server, &c, s.moves.len() - 1).unwrap();
                 let proof = last_proof(&s).unwrap().try_into().unwrap();

@@ -80,6 +80,13 @@ impl pallet_opml::BenchmarkHelper for DigitsBench {
             <<Test as pallet_opml::Config>::Arity as frame_support::traits::Get<u32>>::get(),
         )
     }
+    fn largest_proof_scenario() -> pallet_opml::BenchScenario {
+        use frame_support::traits::Get;
+        crate::fixture::largest_proof_scenario(
+            <Test as pallet_opml::Config>::Arity::get(),
+            <Test as pallet_opml::Config>::MaxProofLen::get(),
+        )
+    }
 }
 
 pub const OWNER: AccountId = 1;
