@@ -100,6 +100,17 @@ impl<T: Config> Pallet<T> {
         match winner {
             Party::Defender => {
                 Self::slash(HoldReason::ChallengerBond, challenger, &rec.server, g.bond)?;
+                // A slot freed on a full claim stays open for at least one
+                // move deadline, so sybil challengers who fill every slot
+                // and lose late cannot run out the period on an honest one
+                // (each such round burns their bonds' BurnShare).
+                if rec.open_games >= T::MaxOpenDisputes::get() {
+                    let now = frame_system::Pallet::<T>::block_number();
+                    let until = now.saturating_add(T::MoveDeadline::get());
+                    if until > rec.challenge_end {
+                        rec.challenge_end = until;
+                    }
+                }
                 rec.open_games = rec.open_games.saturating_sub(1);
                 let server = rec.server.clone();
                 Claims::<T>::insert(task, rec);

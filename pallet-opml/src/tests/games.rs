@@ -325,3 +325,48 @@ fn cannot_move_out_of_turn() {
         check_books();
     });
 }
+
+#[test]
+fn sybils_filling_every_slot_cannot_run_out_the_period() {
+    new_test_ext().execute_with(|| {
+        let d = digits();
+        let mut server = claimed(Cheat::WrongOutput);
+        // The cheater's sybils take every slot and stall until the period
+        // is over.
+        for who in [BOB, CAROL, OWNER, REQUESTER] {
+            assert_ok!(Opml::challenge(RuntimeOrigin::signed(who), TASK));
+        }
+        assert_noop!(
+            Opml::challenge(RuntimeOrigin::signed(ALICE), TASK),
+            Error::<Test>::TooManyDisputes
+        );
+        let roots = d.dissection_roots(&game_of(BOB));
+        assert_ok!(Opml::post_roots(
+            RuntimeOrigin::signed(SERVER),
+            TASK,
+            BOB,
+            roots
+        ));
+        let end = Claims::<Test>::get(TASK).unwrap().challenge_end;
+        run_to_block(end + 1);
+        // A sybil loses by timeout after the period: its slot opens for a
+        // move deadline.
+        assert_ok!(Opml::timeout(RuntimeOrigin::signed(ALICE), TASK, BOB));
+        let now = System::block_number();
+        assert_eq!(
+            Claims::<Test>::get(TASK).unwrap().challenge_end,
+            now + MOVE_DEADLINE
+        );
+        run_to_block(now + MOVE_DEADLINE);
+        assert_ok!(Opml::challenge(RuntimeOrigin::signed(ALICE), TASK));
+        play_honest(ALICE, &mut server);
+        System::assert_has_event(
+            Event::ClaimRefuted {
+                task: TASK,
+                server: SERVER,
+            }
+            .into(),
+        );
+        check_books();
+    });
+}
