@@ -12,22 +12,28 @@ DEMO = target/demo
 ## node-boundary roots agree), then prove one step of the recorded run and
 ## check the proof (the verifier sees only the proof's chunks); finally a
 ## dispute game where a cheating server (wrong roots from step 3 on) loses to
-## an honest challenger.
+## an honest challenger; and the same story on-chain: pallet-opml in a FRAME
+## test runtime registers the model, takes the task and the wrong result,
+## plays the bisection, verifies the one-step proof in wasmi and slashes the
+## cheater's bond.
 run:
 	$(OPML) lower fixtures/digits_cnn/model.onnx --out $(DEMO)/digits
 	$(OPML) run $(DEMO)/digits --input fixtures/digits_cnn/sample_input.npy --engine wasm --trace $(DEMO)/trace
 	$(OPML) run $(DEMO)/digits --input fixtures/digits_cnn/sample_input.npy --engine native
 	$(OPML) prove $(DEMO)/digits --trace $(DEMO)/trace --step 3 --out $(DEMO)/step3.proof
 	$(OPML) dispute $(DEMO)/digits --input fixtures/digits_cnn/sample_input.npy --cheat wrong-root --at 3 --k 2
+	$(CARGO) run --locked -q -p pallet-opml --example onchain_demo
 
 ## Everything CI checks.
 test: check-no-std
 	$(CARGO) test --locked --workspace
+	$(CARGO) test --locked -p pallet-opml --features runtime-benchmarks
 
 ## The verifier side must stay no_std-clean for the pallet.
 check-no-std:
 	$(CARGO) check --locked -q -p opml-runtime --no-default-features
 	$(CARGO) check --locked -q -p opml-fraud-proof --no-default-features
+	$(CARGO) check --locked -q -p pallet-opml --no-default-features
 
 ## Benchmarks with ratios against references measured in the same run.
 bench:
