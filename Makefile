@@ -37,9 +37,9 @@ check-no-std:
 
 ## Benchmarks with ratios against references measured in the same run.
 bench:
-	$(CARGO) run --locked --release -p opml-runtime --example bench
+	$(CARGO) run --locked --release -p opml-runtime --example sandbox_bench
 	$(CARGO) run --locked --release -p opml-lowering --example bench
-	$(CARGO) run --locked --release -p opml-fraud-proof --example bench
+	$(CARGO) run --locked --release -p opml-fraud-proof --example dispute_bench
 	$(CARGO) run --locked --release -p opml-http --example load -- 16 5
 
 fmt:

@@ -1,5 +1,5 @@
 //! Whole dispute games on the fixtures (release build):
-//! `cargo run --release -p opml-fraud-proof --example bench`.
+//! `cargo run --release -p opml-fraud-proof --example dispute_bench`.
 //!
 //! For each fixture: the wall time of a whole game (commitment, both
 //! parties' native runs, claim checks, every round, the one node in the VM,
