@@ -2,28 +2,9 @@
 //! engines (identical roots), record a trace, and reject bad input with the
 //! bad-input exit code.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod opml_cli;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/digits_cnn")
-}
-
-fn opml(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_opml"))
-        .args(args)
-        .output()
-        .expect("run opml");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn json(s: &str) -> serde_json::Value {
-    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
-}
+use opml_cli::{fixtures, json, opml};
 
 #[test]
 fn lower_then_run_on_both_engines_gives_identical_roots() {

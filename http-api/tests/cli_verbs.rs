@@ -1,24 +1,17 @@
 //! `opml trace`, `opml verify` on a module.wasm, `opml audit` (clean and
 //! tampered runs) and `opml run --output Y.npz`.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod opml_cli;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/digits_cnn")
-}
+use opml_cli::fixtures;
 
+/// `opml ARGS`: exit code, stdout as JSON (null if it is not), stderr.
 fn opml(args: &[&str]) -> (i32, serde_json::Value, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_opml"))
-        .args(args)
-        .output()
-        .expect("run opml");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let json = serde_json::from_str(&stdout).unwrap_or(serde_json::Value::Null);
+    let (code, out, err) = opml_cli::opml(args);
     (
-        out.status.code().unwrap_or(-1),
-        json,
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+        code,
+        serde_json::from_str(&out).unwrap_or(serde_json::Value::Null),
+        err,
     )
 }
 

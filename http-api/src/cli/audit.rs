@@ -61,17 +61,7 @@ fn audit_bare(
     artifact: &Artifact,
     input: &Path,
 ) -> Result<AuditReport, CliError> {
-    let p = &artifact.program;
-    let names: Vec<String> = p
-        .inputs
-        .iter()
-        .map(|t| p.tensors[*t].name.clone())
-        .collect();
-    let inputs = super::tensors::read_inputs(input, &names)?
-        .iter()
-        .zip(&p.inputs)
-        .map(|(t, id)| opml_lowering::quant::quantize(&p.tensors[*id], &t.data))
-        .collect::<Result<Vec<_>, _>>()?;
+    let inputs = super::tensors::read_model_inputs(artifact, input)?;
     let f = std::fs::File::open(&args.trace).map_err(bad)?;
     let mut trace = TraceReader::open(BufReader::new(f)).map_err(bad)?;
     let mut sb = artifact.sandbox(&inputs)?;

@@ -2,11 +2,10 @@
 //! chosen adversary on a lowered model.
 
 use super::error::CliError;
-use super::tensors::read_inputs;
+use super::tensors::read_model_inputs;
 use opml_fraud_proof::agents::Cheat;
 use opml_fraud_proof::core::{Party, MAX_K};
 use opml_fraud_proof::play::{play, GameReport, PlayConfig};
-use opml_lowering::quant::quantize;
 use opml_lowering::Artifact;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -77,18 +76,7 @@ pub fn dispute(args: &DisputeArgs) -> Result<DisputeReport, CliError> {
         return Err(CliError::BadInput(format!("--k must be in 2..={MAX_K}")));
     }
     let artifact = Arc::new(Artifact::load(&args.dir)?);
-    let p = &artifact.program;
-    let names: Vec<String> = p
-        .inputs
-        .iter()
-        .map(|t| p.tensors[*t].name.clone())
-        .collect();
-    let tensors = read_inputs(&args.input, &names)?;
-    let inputs = tensors
-        .iter()
-        .zip(&p.inputs)
-        .map(|(t, id)| quantize(&p.tensors[*id], &t.data))
-        .collect::<Result<Vec<_>, _>>()?;
+    let inputs = read_model_inputs(&artifact, &args.input)?;
     let n = artifact.nodes.last().map_or(0, |x| x.end_step);
     let silent = args.cheat.starts_with("silent");
     let at = args.at.unwrap_or(if silent { 1 } else { n / 2 });

@@ -2,9 +2,9 @@
 
 use super::args::{Engine, RunArgs};
 use super::error::CliError;
-use super::tensors::{read_inputs, write_outputs, NamedTensor};
+use super::tensors::{read_model_inputs, write_outputs, NamedTensor};
 use indicatif::{ProgressBar, ProgressStyle};
-use opml_lowering::quant::{dequantize, quantize};
+use opml_lowering::quant::dequantize;
 use opml_lowering::{Artifact, Run};
 use opml_runtime::recorder::{record, RecordOptions, RecordedRun};
 use serde::Serialize;
@@ -41,17 +41,7 @@ pub struct OutputReport {
 pub fn run(args: &RunArgs) -> Result<RunReport, CliError> {
     let artifact = Artifact::load(&args.dir)?;
     let p = &artifact.program;
-    let names: Vec<String> = p
-        .inputs
-        .iter()
-        .map(|t| p.tensors[*t].name.clone())
-        .collect();
-    let tensors = read_inputs(&args.input, &names)?;
-    let inputs = tensors
-        .iter()
-        .zip(&p.inputs)
-        .map(|(t, id)| quantize(&p.tensors[*id], &t.data))
-        .collect::<Result<Vec<_>, _>>()?;
+    let inputs = read_model_inputs(&artifact, &args.input)?;
     let run = match (args.engine, &args.trace) {
         (Engine::Native, Some(_)) => {
             return Err(CliError::BadInput(

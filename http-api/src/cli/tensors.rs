@@ -16,6 +16,27 @@ use std::path::Path;
 /// Most bytes of an input file read.
 pub const MAX_INPUT_FILE: u64 = 1 << 30;
 
+/// Reads the inputs of `artifact`'s model from `path` and quantizes them:
+/// the bytes each input tensor takes in the model's memory.
+pub fn read_model_inputs(
+    artifact: &opml_lowering::Artifact,
+    path: &Path,
+) -> Result<Vec<Vec<u8>>, CliError> {
+    let p = &artifact.program;
+    let names: Vec<String> = p
+        .inputs
+        .iter()
+        .map(|t| p.tensors[*t].name.clone())
+        .collect();
+    let tensors = read_inputs(path, &names)?;
+    let inputs = tensors
+        .iter()
+        .zip(&p.inputs)
+        .map(|(t, id)| opml_lowering::quant::quantize(&p.tensors[*id], &t.data))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(inputs)
+}
+
 /// A named f32 tensor.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NamedTensor {
