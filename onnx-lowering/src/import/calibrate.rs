@@ -35,8 +35,16 @@ pub fn default_samples(plan: &Plan) -> Vec<Vec<Vec<f32>>> {
             plan.inputs
                 .iter()
                 .map(|v| {
+                    let integer = plan.values[*v].integer;
                     (0..plan.values[*v].len())
-                        .map(|_| (next() >> 40) as f32 / 16_777_216.0)
+                        .map(|_| {
+                            let x = (next() >> 40) as f32 / 16_777_216.0;
+                            if integer {
+                                1.0
+                            } else {
+                                x
+                            }
+                        })
                         .collect()
                 })
                 .collect()
@@ -231,6 +239,99 @@ fn run_step(plan: &Plan, step: &Step, vals: &[Option<Rc<Vec<f64>>>]) -> Rc<Vec<f
             Rc::new(get(*input).iter().map(|x| expr.eval(*x)).collect())
         }
         Step::Alias { input, .. } => get(*input).clone(),
+        Step::Gather {
+            indices,
+            table,
+            rows,
+            width,
+            ..
+        } => Rc::new(
+            get(*indices)
+                .iter()
+                .flat_map(|x| {
+                    let r = (x.max(0.0) as usize).min(rows - 1);
+                    table[r * width..(r + 1) * width].iter().copied()
+                })
+                .collect(),
+        ),
+        Step::Const { data, .. } => Rc::new(data.clone()),
+        Step::LayerNorm {
+            a,
+            b,
+            gamma,
+            beta,
+            eps,
+            len,
+            ..
+        } => {
+            let a = get(*a);
+            let x: Vec<f64> = match b {
+                Some(b) => a.iter().zip(get(*b).iter()).map(|(x, y)| x + y).collect(),
+                None => a.to_vec(),
+            };
+            let mut out = Vec::with_capacity(x.len());
+            for row in x.chunks(*len) {
+                let mean = row.iter().sum::<f64>() / *len as f64;
+                let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / *len as f64;
+                let inv = 1.0 / (var + eps).sqrt();
+                out.extend(
+                    row.iter()
+                        .enumerate()
+                        .map(|(l, v)| (v - mean) * inv * gamma[l] + beta[l]),
+                );
+            }
+            Rc::new(out)
+        }
+        Step::ActMatMul {
+            a,
+            b,
+            dims,
+            a_stride,
+            b_stride,
+            o_stride,
+            ..
+        } => {
+            let (a, b) = (get(*a), get(*b));
+            let [batch, m, n, k] = *dims;
+            let mut out = vec![0.0; batch * m * n];
+            for t in 0..batch {
+                for i in 0..m {
+                    for j in 0..n {
+                        let mut acc = 0.0;
+                        for kk in 0..k {
+                            acc += a[t * a_stride[0] + i * a_stride[1] + kk * a_stride[2]]
+                                * b[t * b_stride[0] + j * b_stride[1] + kk * b_stride[2]];
+                        }
+                        out[t * o_stride[0] + i * o_stride[1] + j * o_stride[2]] = acc;
+                    }
+                }
+            }
+            Rc::new(out)
+        }
+        Step::MaskedSoftmax {
+            input, mask, len, ..
+        } => {
+            let mask = get(*mask);
+            let mut out = Vec::new();
+            for row in get(*input).chunks(*len) {
+                let on = |l: usize| mask[l] != 0.0;
+                let mx = (0..*len)
+                    .filter(|l| on(*l))
+                    .fold(f64::NEG_INFINITY, |m, l| m.max(row[l]));
+                let e: Vec<f64> = (0..*len)
+                    .map(|l| {
+                        if on(l) {
+                            super::mathfn::exp(row[l] - mx)
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                let sum: f64 = e.iter().sum();
+                out.extend(e.iter().map(|e| if sum > 0.0 { e / sum } else { 0.0 }));
+            }
+            Rc::new(out)
+        }
     }
 }
 

@@ -96,8 +96,14 @@ impl Lowering<'_> {
         } else {
             kind
         };
-        let t = self.b.tensor(&value.name, DType::I8, &self.shape(v), kind);
-        self.b.set_quant(t, self.scales[v], 0);
+        let t = if value.integer {
+            self.room(&value.name, value.len(), 4)?;
+            self.b.tensor(&value.name, DType::I32, &self.shape(v), kind)
+        } else {
+            let t = self.b.tensor(&value.name, DType::I8, &self.shape(v), kind);
+            self.b.set_quant(t, self.scales[v], 0);
+            t
+        };
         self.tensors[v] = Some(t);
         Ok(t)
     }
@@ -153,12 +159,108 @@ impl Lowering<'_> {
         Ok((w, bias, rq))
     }
 
+    /// The softmax's `exp` table: `table[d] = round(2^20 exp(-d s_in))`.
+    fn exp_table(&mut self, name: &str, input: ValueId) -> Result<TensorId, LowerError> {
+        let s_in = f64::from(self.scales[input]);
+        let table: Vec<i32> = (0..256)
+            .map(|d| {
+                round_clamp(
+                    mathfn::exp(-f64::from(d) * s_in) * f64::from(1 << 20),
+                    0,
+                    1 << 20,
+                )
+            })
+            .collect();
+        self.room(name, 256, 4)?;
+        Ok(self.b.const_i32(&format!("{name}.exp"), &[256], &table))
+    }
+
+    /// The integer layer normalization (see [`ir::LayerNorm`]). With `u`
+    /// the real value of one unit of `x = a wa + b wb`: `wa + wb` is as
+    /// large as `4 len^3 (127 (wa + wb))^2 < 2^61` allows (so the variance
+    /// sum stays below 2^62), `eps` is `eps len^3 / u^2`, and `k` the
+    /// largest shift (<= 30) that keeps `|gamma|, |beta| < 2^30`.
+    fn layer_norm(
+        &mut self,
+        name: &str,
+        (a, b, out_v): (ValueId, Option<ValueId>, ValueId),
+        (gamma, beta, eps): (&[f64], &[f64], f64),
+        rows: usize,
+        len: usize,
+    ) -> Result<Op, LowerError> {
+        let e = |m: &str| err(name, "LayerNormalization", m);
+        let lf = len as f64;
+        let budget = (2f64.powi(30) / (lf * lf.sqrt()) / 127.0 * 0.99).floor();
+        let sa = f64::from(self.scales[a]);
+        let sb = b.map_or(0.0, |b| f64::from(self.scales[b]));
+        let top = sa.max(sb);
+        let w = if b.is_some() {
+            (budget / 2.0).floor()
+        } else {
+            budget
+        };
+        if !(w >= 1.0) || !(top > 0.0) {
+            return Err(e("row too long for the integer layer normalization"));
+        }
+        let wa = (sa / top * w).round();
+        let wb = (sb / top * w).round();
+        let unit = top / w;
+        let eps_i = round_clamp(eps * lf * lf * lf / (unit * unit), 0, i32::MAX);
+        let s_out = f64::from(self.scales[out_v]);
+        let (g, bt): (Vec<f64>, Vec<f64>) = (
+            gamma.iter().map(|g| g * lf.sqrt() / s_out).collect(),
+            beta.iter().map(|b| b / s_out).collect(),
+        );
+        let big = g.iter().chain(&bt).fold(0.0f64, |m, v| m.max(v.abs()));
+        let mut k = 30;
+        while k > 1 && big * 2f64.powi(k) >= 2f64.powi(30) {
+            k -= 1;
+        }
+        if big * 2f64.powi(k) >= 2f64.powi(30) || !big.is_finite() {
+            return Err(e("scale or offset too large for the output scale"));
+        }
+        let q = |v: &[f64]| -> Vec<i32> {
+            v.iter()
+                .map(|x| round_clamp(x * 2f64.powi(k), -(1 << 30), 1 << 30))
+                .collect()
+        };
+        let (gq, bq) = (q(&g), q(&bt));
+        let gamma = self.const_i32(&format!("{name}.gamma"), &gq)?;
+        let beta = self.const_i32(&format!("{name}.beta"), &bq)?;
+        let ta = self.tensor(a);
+        Ok(Op::LayerNorm(ir::LayerNorm {
+            a: ta,
+            b: b.map_or(ta, |b| self.tensor(b)),
+            output: self.define(out_v, TensorKind::Activation)?,
+            gamma,
+            beta,
+            rows: rows as u32,
+            len: len as u32,
+            wa: wa as i32,
+            wb: wb as i32,
+            eps: eps_i,
+            k,
+        }))
+    }
+
     fn step(&mut self, step: &Step) -> Result<(), LowerError> {
         if let Step::Alias { input, output } = step {
             let t = self.tensor(*input);
             let shape = self.shape(*output);
             let a = self.b.alias(t, &self.plan.values[*output].name, &shape);
             self.tensors[*output] = Some(a);
+            return Ok(());
+        }
+        if let Step::Const { name, output, data } = step {
+            let s = f64::from(self.scales[*output]);
+            let q: Vec<i8> = data
+                .iter()
+                .map(|x| round_clamp(x / s, -128, 127) as i8)
+                .collect();
+            let shape = self.plan.values[*output].shape.clone();
+            let t = self.const_i8(name, &shape, &q)?;
+            self.b.set_quant(t, self.scales[*output], 0);
+            self.tensors[*output] = Some(t);
             return Ok(());
         }
         let out_v = step.output();
@@ -306,18 +408,7 @@ impl Lowering<'_> {
             } => {
                 // table[d] = round(2^20 exp(-d s_in)); the output's scale is
                 // 1/127 (set in `lower`).
-                let s_in = f64::from(self.scales[*input]);
-                let table: Vec<i32> = (0..256)
-                    .map(|d| {
-                        round_clamp(
-                            mathfn::exp(-f64::from(d) * s_in) * f64::from(1 << 20),
-                            0,
-                            1 << 20,
-                        )
-                    })
-                    .collect();
-                self.room(name, 256, 4)?;
-                let table = self.b.const_i32(&format!("{name}.exp"), &[256], &table);
+                let table = self.exp_table(name, *input)?;
                 Op::Softmax(ir::Softmax {
                     input: self.tensor(*input),
                     table,
@@ -344,7 +435,89 @@ impl Lowering<'_> {
                     output: self.define(out_v, TensorKind::Activation)?,
                 })
             }
-            Step::Alias { .. } => unreachable!("handled above"),
+            Step::Gather {
+                name,
+                indices,
+                table,
+                rows,
+                width,
+                ..
+            } => {
+                let s = f64::from(self.scales[out_v]);
+                let q: Vec<i8> = table
+                    .iter()
+                    .map(|x| round_clamp(x / s, -128, 127) as i8)
+                    .collect();
+                let table = self.const_i8(&format!("{name}.table"), &[*rows, *width], &q)?;
+                let n = self.plan.values[*indices].len();
+                Op::Gather(ir::Gather {
+                    table,
+                    indices: self.tensor(*indices),
+                    output: self.define(out_v, TensorKind::Activation)?,
+                    rows: *rows as u32,
+                    width: *width as u32,
+                    n: n as u32,
+                })
+            }
+            Step::LayerNorm {
+                name,
+                a,
+                b,
+                gamma,
+                beta,
+                eps,
+                rows,
+                len,
+                ..
+            } => self.layer_norm(name, (*a, *b, out_v), (gamma, beta, *eps), *rows, *len)?,
+            Step::ActMatMul {
+                name,
+                a,
+                b,
+                dims,
+                a_stride,
+                b_stride,
+                o_stride,
+                ..
+            } => {
+                let real = f64::from(self.scales[*a]) * f64::from(self.scales[*b])
+                    / f64::from(self.scales[out_v]);
+                let (m, sh) = multiplier(real).map_err(|e| err(name, "EinSum", e))?;
+                let [batch, mm, n, k] = dims.map(|v| v as u32);
+                Op::ActMatMul(ir::ActMatMul {
+                    a: self.tensor(*a),
+                    b: self.tensor(*b),
+                    output: self.define(out_v, TensorKind::Activation)?,
+                    batch,
+                    m: mm,
+                    n,
+                    k,
+                    a_stride: a_stride.map(|v| v as u32),
+                    b_stride: b_stride.map(|v| v as u32),
+                    o_stride: o_stride.map(|v| v as u32),
+                    multiplier: m,
+                    shift: sh,
+                })
+            }
+            Step::MaskedSoftmax {
+                name,
+                input,
+                mask,
+                rows,
+                len,
+                ..
+            } => {
+                let table = self.exp_table(name, *input)?;
+                Op::MaskedSoftmax(ir::MaskedSoftmax {
+                    input: self.tensor(*input),
+                    mask: self.tensor(*mask),
+                    table,
+                    output: self.define(out_v, TensorKind::Activation)?,
+                    rows: *rows as u32,
+                    len: *len as u32,
+                })
+            }
+            Step::Alias { .. } | Step::Const { .. } => unreachable!("handled above"),
         };
         let name = match step {
             Step::Conv { name, .. }
@@ -353,8 +526,12 @@ impl Lowering<'_> {
             | Step::Add { name, .. }
             | Step::ChannelMul { name, .. }
             | Step::Softmax { name, .. }
-            | Step::Pointwise { name, .. } => name,
-            Step::Alias { .. } => unreachable!("handled above"),
+            | Step::Pointwise { name, .. }
+            | Step::Gather { name, .. }
+            | Step::LayerNorm { name, .. }
+            | Step::ActMatMul { name, .. }
+            | Step::MaskedSoftmax { name, .. } => name,
+            Step::Alias { .. } | Step::Const { .. } => unreachable!("handled above"),
         };
         self.b.node(name, op);
         Ok(())
@@ -373,7 +550,10 @@ pub fn check_size(plan: &Plan) -> Result<(), LowerError> {
                 len(step.output()) + weight.len() as u64 + 12 * bias.len() as u64
             }
             Step::Pointwise { .. } => len(step.output()) + 256,
-            Step::Softmax { .. } => len(step.output()) + 1024,
+            Step::Softmax { .. } | Step::MaskedSoftmax { .. } => len(step.output()) + 1024,
+            Step::Gather { table, .. } => len(step.output()) + table.len() as u64,
+            Step::Const { data, .. } => data.len() as u64,
+            Step::LayerNorm { len: l, .. } => len(step.output()) + 8 * *l as u64,
             _ => len(step.output()),
         });
     }
@@ -401,7 +581,13 @@ pub fn lower(plan: &Plan, ranges: &[f64]) -> Result<Lowered, LowerError> {
                 }
             }
             // Probabilities in units of 1/127 (see `ir::Softmax`).
-            Step::Softmax { output, .. } => scales[*output] = 1.0 / 127.0,
+            Step::Softmax { output, .. } | Step::MaskedSoftmax { output, .. } => {
+                scales[*output] = 1.0 / 127.0
+            }
+            // A lookup copies bytes: the output has the table's scale.
+            Step::Gather { output, table, .. } => {
+                scales[*output] = act_scale(table.iter().fold(0.0, |m, x| m.max(x.abs())))
+            }
             _ => {}
         }
     }
