@@ -112,8 +112,12 @@ fn check_layer_norm(rows: u32, len: u32, seed: u64) {
     let n = (rows * len) as usize;
     let xa = b.tensor("a", DType::I8, &[rows, len], TensorKind::Input);
     let xb = b.tensor("b", DType::I8, &[rows, len], TensorKind::Input);
-    let gamma: Vec<i32> = (0..len).map(|_| rng.range(-(1 << 20), 1 << 20) as i32).collect();
-    let beta: Vec<i32> = (0..len).map(|_| rng.range(-(1 << 22), 1 << 22) as i32).collect();
+    let gamma: Vec<i32> = (0..len)
+        .map(|_| rng.range(-(1 << 20), 1 << 20) as i32)
+        .collect();
+    let beta: Vec<i32> = (0..len)
+        .map(|_| rng.range(-(1 << 22), 1 << 22) as i32)
+        .collect();
     let (wa, wb) = (rng.range(-300, 300) as i32, rng.range(-300, 300) as i32);
     let (eps, k) = (rng.range(0, 1000) as i32, rng.range(12, 24) as i32);
     let g = b.const_i32("gamma", &[len], &gamma);
@@ -205,8 +209,7 @@ fn check_act_matmul(dims: [u32; 4], perms: [usize; 3], seed: u64) {
                             * i64::from(vb[at(op.b_stride, [t, j, kk])])
                     })
                     .sum();
-                let q = (i128::from(acc) * i128::from(op.multiplier)
-                    + (1i128 << (op.shift - 1)))
+                let q = (i128::from(acc) * i128::from(op.multiplier) + (1i128 << (op.shift - 1)))
                     >> op.shift;
                 assert_eq!(
                     i128::from(y[at(op.o_stride, [t, i, j])]),

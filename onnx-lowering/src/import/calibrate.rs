@@ -18,7 +18,8 @@ pub const DEFAULT_SAMPLES: usize = 8;
 pub const DEFAULT_SEED: u64 = 0x6f70_6d6c_6361_6c69;
 
 /// The default calibration set: [`DEFAULT_SAMPLES`] samples whose every
-/// input value is `(splitmix64() >> 40) / 2^24`, uniform in `[0, 1)`, from
+/// input value is `(splitmix64() >> 40) / 2^24`, uniform in `[0, 1)` (1
+/// for raw-integer inputs: token id 1, mask on), from
 /// one splitmix64 stream seeded with [`DEFAULT_SEED`], sample by sample and
 /// input by input. Suits image models fed pixels scaled to `[0, 1]`.
 pub fn default_samples(plan: &Plan) -> Vec<Vec<Vec<f32>>> {
@@ -401,11 +402,19 @@ pub fn evaluate(plan: &Plan, sample: &[Vec<f32>]) -> Result<Vec<Vec<f64>>, Lower
 /// `max |x|` of every value over the samples (0 for values never
 /// computed). Fails if some value is not finite.
 pub fn calibrate(plan: &Plan, samples: &[Vec<Vec<f32>>]) -> Result<Vec<f64>, LowerError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    calibrate_with_threads(plan, samples, threads)
+}
+
+/// [`calibrate`] on `threads` threads (the result does not depend on it).
+pub fn calibrate_with_threads(
+    plan: &Plan,
+    samples: &[Vec<Vec<f32>>],
+    threads: usize,
+) -> Result<Vec<f64>, LowerError> {
     check_samples(plan, samples)?;
     let last_use = last_uses(plan);
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(samples.len());
+    let threads = threads.clamp(1, samples.len());
     let partial: Vec<Ranges> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
@@ -440,4 +449,20 @@ pub fn calibrate(plan: &Plan, samples: &[Vec<Vec<f32>>]) -> Result<Vec<f64>, Low
         }
     }
     Ok(out)
+}
+
+/// Every value of the plan on one sample, in `f64` (`None` for values the
+/// plan never computes), for per-tensor error reports of the integer
+/// program.
+pub fn evaluate_all(plan: &Plan, sample: &[Vec<f32>]) -> Result<Vec<Option<Vec<f64>>>, LowerError> {
+    check_samples(plan, &[sample.to_vec()])?;
+    let mut vals: Vec<Option<Rc<Vec<f64>>>> = vec![None; plan.values.len()];
+    for (x, v) in sample.iter().zip(&plan.inputs) {
+        vals[*v] = Some(Rc::new(x.iter().map(|f| f64::from(*f)).collect()));
+    }
+    for step in &plan.steps {
+        let out = run_step(plan, step, &vals);
+        vals[step.output()] = Some(out);
+    }
+    Ok(vals.into_iter().map(|v| v.map(|x| x.to_vec())).collect())
 }

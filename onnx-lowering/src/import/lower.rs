@@ -199,7 +199,7 @@ impl Lowering<'_> {
         } else {
             budget
         };
-        if !(w >= 1.0) || !(top > 0.0) {
+        if w < 1.0 || top.is_nan() || top <= 0.0 {
             return Err(e("row too long for the integer layer normalization"));
         }
         let wa = (sa / top * w).round();
