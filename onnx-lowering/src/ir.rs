@@ -304,7 +304,7 @@ pub struct Gather {
 /// keeps every intermediate below `2^62`, see `import::lower`):
 ///
 /// ```text
-/// x[l]  = a[l] * wa + b[l] * wb
+/// x[l]  = a[l] * wa[l] + b[l] * wb[l]
 /// sum   = sum_l x[l]
 /// d[l]  = len * x[l] - sum
 /// S     = max(isqrt(sum_l d[l]^2 + eps), 1)        (floor square root)
@@ -315,7 +315,9 @@ pub struct Gather {
 ///
 /// so `out ~ (gamma' * (x - mean) / std + beta') ` with `gamma[l] =
 /// gamma'[l] sqrt(len) 2^k / s_out` and `beta[l] = beta'[l] 2^k / s_out`.
-/// A single input is `wb = 0`.
+/// Per-column `wa`, `wb` let inputs and outputs have per-column scales
+/// (`gamma`, `beta` divide by the output column's scale). A single input is
+/// `wb = 0`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerNorm {
     /// `i8`, `rows * len` elements
@@ -330,8 +332,10 @@ pub struct LayerNorm {
     pub beta: TensorId,
     pub rows: u32,
     pub len: u32,
-    pub wa: i32,
-    pub wb: i32,
+    /// `i32 [len]`
+    pub wa: TensorId,
+    /// `i32 [len]`
+    pub wb: TensorId,
     /// `>= 0`
     pub eps: i32,
     /// `1..=30`

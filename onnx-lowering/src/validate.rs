@@ -310,7 +310,20 @@ impl Program {
                 }
                 // sum d^2 + eps < 2^62 for every input, so that the square
                 // root is below 2^31 and S * 2^k never wraps to 0.
-                let x = 127 * (u128::from(o.wa.unsigned_abs()) + u128::from(o.wb.unsigned_abs()));
+                self.expect(node, "wa", o.wa, DType::I32, l)?;
+                self.expect(node, "wb", o.wb, DType::I32, l)?;
+                let (pa, pb) = (
+                    self.tensors[o.wa].offset as usize,
+                    self.tensors[o.wb].offset as usize,
+                );
+                let w = (0..l as usize)
+                    .map(|c| {
+                        u128::from(read_i32(image, pa + 4 * c).unsigned_abs())
+                            + u128::from(read_i32(image, pb + 4 * c).unsigned_abs())
+                    })
+                    .max()
+                    .unwrap_or(0);
+                let x = 127 * w;
                 let l = u128::from(o.len);
                 if 4 * l * l * l * x * x + eps_u128(o.eps) >= 1 << 62 {
                     return Err(bad(node, "layer_norm weights too large for i64"));

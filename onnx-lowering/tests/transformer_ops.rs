@@ -83,7 +83,7 @@ fn sqrt_floor(v: i128) -> i128 {
 fn ln_reference(
     a: &[i8],
     b: &[i8],
-    (wa, wb, eps, k): (i32, i32, i32, i32),
+    (wa, wb, eps, k): (&[i32], &[i32], i32, i32),
     gamma: &[i32],
     beta: &[i32],
     len: usize,
@@ -91,7 +91,7 @@ fn ln_reference(
     let mut out = Vec::new();
     for (ra, rb) in a.chunks(len).zip(b.chunks(len)) {
         let x: Vec<i128> = (0..len)
-            .map(|l| i128::from(ra[l]) * i128::from(wa) + i128::from(rb[l]) * i128::from(wb))
+            .map(|l| i128::from(ra[l]) * i128::from(wa[l]) + i128::from(rb[l]) * i128::from(wb[l]))
             .collect();
         let sum: i128 = x.iter().sum();
         let d: Vec<i128> = x.iter().map(|v| len as i128 * v - sum).collect();
@@ -118,7 +118,12 @@ fn check_layer_norm(rows: u32, len: u32, seed: u64) {
     let beta: Vec<i32> = (0..len)
         .map(|_| rng.range(-(1 << 22), 1 << 22) as i32)
         .collect();
-    let (wa, wb) = (rng.range(-300, 300) as i32, rng.range(-300, 300) as i32);
+    let wa: Vec<i32> = (0..len).map(|_| rng.range(-300, 300) as i32).collect();
+    let wb: Vec<i32> = (0..len).map(|_| rng.range(-300, 300) as i32).collect();
+    let (twa, twb) = (
+        b.const_i32("wa", &[len], &wa),
+        b.const_i32("wb", &[len], &wb),
+    );
     let (eps, k) = (rng.range(0, 1000) as i32, rng.range(12, 24) as i32);
     let g = b.const_i32("gamma", &[len], &gamma);
     let bt = b.const_i32("beta", &[len], &beta);
@@ -133,8 +138,8 @@ fn check_layer_norm(rows: u32, len: u32, seed: u64) {
             beta: bt,
             rows,
             len,
-            wa,
-            wb,
+            wa: twa,
+            wb: twb,
             eps,
             k,
         }),
@@ -142,7 +147,7 @@ fn check_layer_norm(rows: u32, len: u32, seed: u64) {
     let a = Artifact::build(b.finish(), small_budget()).unwrap();
     let (va, vb) = (rng.i8s(n), rng.i8s(n));
     let y = both(&a, &[bytes(&va), bytes(&vb)]);
-    let want = ln_reference(&va, &vb, (wa, wb, eps, k), &gamma, &beta, len as usize);
+    let want = ln_reference(&va, &vb, (&wa, &wb, eps, k), &gamma, &beta, len as usize);
     assert_eq!(y, want);
 }
 

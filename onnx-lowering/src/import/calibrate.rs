@@ -336,8 +336,35 @@ fn run_step(plan: &Plan, step: &Step, vals: &[Option<Rc<Vec<f64>>>]) -> Rc<Vec<f
     }
 }
 
-/// Per value: `max |x|` and whether a non-finite value occurred.
-type Ranges = Vec<(f64, bool)>;
+/// Per value: `max |x|` and whether a non-finite value occurred; per
+/// layer-norm output: `max |x|` of every column (last axis).
+#[derive(Clone)]
+struct Ranges {
+    max: Vec<(f64, bool)>,
+    cols: Vec<Option<Vec<f64>>>,
+}
+
+impl Ranges {
+    fn new(plan: &Plan) -> Self {
+        let mut cols = vec![None; plan.values.len()];
+        for step in &plan.steps {
+            if let Step::LayerNorm { output, len, .. } = step {
+                cols[*output] = Some(vec![0.0; *len]);
+            }
+        }
+        Self {
+            max: vec![(0.0, false); plan.values.len()],
+            cols,
+        }
+    }
+}
+
+/// Calibrated ranges: `max |x|` of every value, and of every column of
+/// every layer-norm output (`None` for other values).
+pub struct Calibration {
+    pub max: Vec<f64>,
+    pub columns: Vec<Option<Vec<f64>>>,
+}
 
 /// Runs one sample, recording ranges; returns the plan's outputs.
 fn run_sample(
@@ -350,9 +377,15 @@ fn run_sample(
     let mut record = |v: ValueId, data: &[f64]| {
         for x in data {
             if !x.is_finite() {
-                ranges[v].1 = true;
-            } else if x.abs() > ranges[v].0 {
-                ranges[v].0 = x.abs();
+                ranges.max[v].1 = true;
+            } else if x.abs() > ranges.max[v].0 {
+                ranges.max[v].0 = x.abs();
+            }
+        }
+        if let Some(c) = ranges.cols[v].as_mut() {
+            let len = c.len();
+            for (i, x) in data.iter().enumerate() {
+                c[i % len] = c[i % len].max(x.abs());
             }
         }
     };
@@ -395,7 +428,7 @@ fn last_uses(plan: &Plan) -> Vec<usize> {
 /// integer program approximates).
 pub fn evaluate(plan: &Plan, sample: &[Vec<f32>]) -> Result<Vec<Vec<f64>>, LowerError> {
     check_samples(plan, &[sample.to_vec()])?;
-    let mut ranges = vec![(0.0, false); plan.values.len()];
+    let mut ranges = Ranges::new(plan);
     Ok(run_sample(plan, sample, &last_uses(plan), &mut ranges))
 }
 
@@ -412,6 +445,15 @@ pub fn calibrate_with_threads(
     samples: &[Vec<Vec<f32>>],
     threads: usize,
 ) -> Result<Vec<f64>, LowerError> {
+    Ok(calibrate_full(plan, samples, threads)?.max)
+}
+
+/// [`calibrate`] with the per-column ranges of layer-norm outputs.
+pub fn calibrate_full(
+    plan: &Plan,
+    samples: &[Vec<Vec<f32>>],
+    threads: usize,
+) -> Result<Calibration, LowerError> {
     check_samples(plan, samples)?;
     let last_use = last_uses(plan);
     let threads = threads.clamp(1, samples.len());
@@ -420,7 +462,7 @@ pub fn calibrate_with_threads(
             .map(|t| {
                 let last_use = &last_use;
                 s.spawn(move || {
-                    let mut ranges = vec![(0.0, false); plan.values.len()];
+                    let mut ranges = Ranges::new(plan);
                     for sample in samples.iter().skip(t).step_by(threads) {
                         run_sample(plan, sample, last_use, &mut ranges);
                     }
@@ -434,9 +476,13 @@ pub fn calibrate_with_threads(
             .collect()
     });
     let mut out = vec![0.0f64; plan.values.len()];
+    let mut columns = Ranges::new(plan).cols;
     for (v, o) in out.iter_mut().enumerate() {
         for r in &partial {
-            if r[v].1 {
+            if let (Some(c), Some(rc)) = (columns[v].as_mut(), r.cols[v].as_ref()) {
+                c.iter_mut().zip(rc).for_each(|(a, b)| *a = a.max(*b));
+            }
+            if r.max[v].1 {
                 return Err(LowerError::Unsupported {
                     node: plan.values[v].name.clone(),
                     op: "calibration".into(),
@@ -445,10 +491,10 @@ pub fn calibrate_with_threads(
                             .into(),
                 });
             }
-            *o = o.max(r[v].0);
+            *o = o.max(r.max[v].0);
         }
     }
-    Ok(out)
+    Ok(Calibration { max: out, columns })
 }
 
 /// Every value of the plan on one sample, in `f64` (`None` for values the

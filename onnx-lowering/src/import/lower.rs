@@ -8,6 +8,7 @@
 //! per-output-channel symmetric `i8`, biases `i32` in the accumulator's
 //! scale, and requantization multiplies by `s_in * s_w[oc] / s_out`.
 
+use super::calibrate::Calibration;
 use super::mathfn;
 use super::plan::{Plan, Step, ValueId};
 use super::quantize::{
@@ -44,6 +45,8 @@ struct Lowering<'a> {
     tensors: Vec<Option<TensorId>>,
     /// Values that are (through aliases) model outputs.
     output_roots: Vec<bool>,
+    /// Per-column scales (see [`column_scales`]).
+    cols: Vec<Option<Vec<f32>>>,
 }
 
 impl Lowering<'_> {
@@ -139,8 +142,23 @@ impl Lowering<'_> {
         bias: &[f64],
         relu: bool,
     ) -> Result<(TensorId, TensorId, ir::Requant), LowerError> {
-        let (s_in, s_out) = (self.scales[input], self.scales[output]);
+        let (mut s_in, s_out) = (self.scales[input], self.scales[output]);
         let channels = bias.len();
+        // A per-column input scale goes into the weights: column `kk` of
+        // the input is `q * sc[kk]`.
+        let scaled: Vec<f64>;
+        let weight = match &self.cols[input] {
+            Some(sc) => {
+                s_in = 1.0;
+                scaled = weight
+                    .iter()
+                    .enumerate()
+                    .map(|(i, w)| w * f64::from(sc[i % sc.len()]))
+                    .collect();
+                &scaled[..]
+            }
+            None => weight,
+        };
         let (wq, sw) = quantize_rows(weight, channels);
         let k = weight.len() / channels.max(1);
         let bq = quantize_bias(bias, s_in, &sw, k).map_err(|e| err(name, op, e))?;
@@ -191,9 +209,16 @@ impl Lowering<'_> {
         let e = |m: &str| err(name, "LayerNormalization", m);
         let lf = len as f64;
         let budget = (2f64.powi(30) / (lf * lf.sqrt()) / 127.0 * 0.99).floor();
-        let sa = f64::from(self.scales[a]);
-        let sb = b.map_or(0.0, |b| f64::from(self.scales[b]));
-        let top = sa.max(sb);
+        let col = |w: &Self, v: ValueId| -> Vec<f64> {
+            match &w.cols[v] {
+                Some(c) => c.iter().map(|s| f64::from(*s)).collect(),
+                None => vec![f64::from(w.scales[v]); len],
+            }
+        };
+        let sa = col(self, a);
+        let sb = b.map_or(vec![0.0; len], |b| col(self, b));
+        let so = col(self, out_v);
+        let top = sa.iter().chain(&sb).fold(0.0f64, |m, s| m.max(*s));
         let w = if b.is_some() {
             (budget / 2.0).floor()
         } else {
@@ -202,14 +227,17 @@ impl Lowering<'_> {
         if w < 1.0 || top.is_nan() || top <= 0.0 {
             return Err(e("row too long for the integer layer normalization"));
         }
-        let wa = (sa / top * w).round();
-        let wb = (sb / top * w).round();
+        let wa: Vec<i32> = sa.iter().map(|s| (s / top * w).round() as i32).collect();
+        let wb: Vec<i32> = sb.iter().map(|s| (s / top * w).round() as i32).collect();
         let unit = top / w;
         let eps_i = round_clamp(eps * lf * lf * lf / (unit * unit), 0, i32::MAX);
-        let s_out = f64::from(self.scales[out_v]);
         let (g, bt): (Vec<f64>, Vec<f64>) = (
-            gamma.iter().map(|g| g * lf.sqrt() / s_out).collect(),
-            beta.iter().map(|b| b / s_out).collect(),
+            gamma
+                .iter()
+                .zip(&so)
+                .map(|(g, s)| g * lf.sqrt() / s)
+                .collect(),
+            beta.iter().zip(&so).map(|(b, s)| b / s).collect(),
         );
         let big = g.iter().chain(&bt).fold(0.0f64, |m, v| m.max(v.abs()));
         let mut k = 30;
@@ -225,6 +253,8 @@ impl Lowering<'_> {
                 .collect()
         };
         let (gq, bq) = (q(&g), q(&bt));
+        let wa = self.const_i32(&format!("{name}.wa"), &wa)?;
+        let wb = self.const_i32(&format!("{name}.wb"), &wb)?;
         let gamma = self.const_i32(&format!("{name}.gamma"), &gq)?;
         let beta = self.const_i32(&format!("{name}.beta"), &bq)?;
         let ta = self.tensor(a);
@@ -236,8 +266,8 @@ impl Lowering<'_> {
             beta,
             rows: rows as u32,
             len: len as u32,
-            wa: wa as i32,
-            wb: wb as i32,
+            wa,
+            wb,
             eps: eps_i,
             k,
         }))
@@ -567,11 +597,46 @@ pub fn check_size(plan: &Plan) -> Result<(), LowerError> {
     Ok(())
 }
 
+/// Per-column scales (`max |x[.., l]| / 127`) of the layer-norm outputs
+/// that only row-major matmuls over their last axis (which absorb the
+/// scale of input column `l` into their weights) and layer norms (per-column
+/// `wa`, `wb`) read; `None` for every other value. BERT-like models have a
+/// few layer-norm output columns far larger than the rest, which a single
+/// scale would leave with a few levels.
+fn column_scales(
+    plan: &Plan,
+    ranges: &Calibration,
+    output_roots: &[bool],
+) -> Vec<Option<Vec<f32>>> {
+    let mut cols: Vec<Option<Vec<f32>>> = vec![None; plan.values.len()];
+    for step in &plan.steps {
+        let Step::LayerNorm { output, len, .. } = step else {
+            continue;
+        };
+        let v = *output;
+        let ok = !output_roots[v]
+            && plan.steps.iter().all(|s| {
+                !s.inputs().contains(&v)
+                    || match s {
+                        Step::MatMul {
+                            input, a_stride, k, ..
+                        } => *input == v && *a_stride == [*len, 1] && k == len,
+                        Step::LayerNorm { .. } => true,
+                        _ => false,
+                    }
+            });
+        if let (true, Some(c)) = (ok, ranges.columns[v].as_ref()) {
+            cols[v] = Some(c.iter().map(|m| act_scale(*m)).collect());
+        }
+    }
+    cols
+}
+
 /// Lowers `plan` with the calibrated `max |x|` of every value.
-pub fn lower(plan: &Plan, ranges: &[f64]) -> Result<Lowered, LowerError> {
+pub fn lower(plan: &Plan, ranges: &Calibration) -> Result<Lowered, LowerError> {
     let n = plan.values.len();
     let mut alias_of: Vec<Option<ValueId>> = vec![None; n];
-    let mut scales: Vec<f32> = ranges.iter().map(|r| act_scale(*r)).collect();
+    let mut scales: Vec<f32> = ranges.max.iter().map(|r| act_scale(*r)).collect();
     for step in &plan.steps {
         match step {
             Step::MaxPool { input, output, .. } | Step::Alias { input, output } => {
@@ -614,12 +679,14 @@ pub fn lower(plan: &Plan, ranges: &[f64]) -> Result<Lowered, LowerError> {
             return Err(err(&v.name, "memory", "tensor too large"));
         }
     }
+    let cols = column_scales(plan, ranges, &output_roots);
     let mut l = Lowering {
         plan,
         b: ProgramBuilder::new(),
         scales,
         tensors: vec![None; n],
         output_roots,
+        cols,
     };
     for v in &plan.inputs {
         l.define(*v, TensorKind::Input)?;

@@ -12,21 +12,22 @@ use crate::ir::{LayerNorm, Program};
 use crate::ops::family::{Budget, Kernel, Scheduled};
 use crate::ops::mem::read_i32;
 
-/// Descriptor words: a, b, out, gamma, beta, rows, len, wa, wb, eps, k,
+/// Descriptor words: a, b, out, gamma, beta, rows, len, wa, wb (tensors),
+/// eps, k,
 /// rb. About 90 fuel per element plus 500 per row.
 pub const KERNEL: Kernel = Kernel {
     name: "layer_norm",
     wat: r#"
   (func $layer_norm (param $d i32) (param $u i32)
     (local $r i32) (local $r1 i32) (local $len i32) (local $pa i32) (local $pb i32) (local $po i32)
-    (local $pg i32) (local $pbt i32) (local $l i32)
-    (local $wa i64) (local $wb i64) (local $lenx i64) (local $sum i64) (local $var i64)
+    (local $pg i32) (local $pbt i32) (local $l i32) (local $pwa i32) (local $pwb i32) (local $o i32)
+    (local $lenx i64) (local $sum i64) (local $var i64)
     (local $x i64) (local $dv i64) (local $res i64) (local $bit i64) (local $t i64)
     (local $s i64) (local $den i64) (local $half i64) (local $n i64) (local $q i64) (local $k i64)
     (local.set $len (i32.load offset=24 (local.get $d)))
     (local.set $lenx (i64.extend_i32_u (local.get $len)))
-    (local.set $wa (i64.load32_s offset=28 (local.get $d)))
-    (local.set $wb (i64.load32_s offset=32 (local.get $d)))
+    (local.set $pwa (i32.load offset=28 (local.get $d)))
+    (local.set $pwb (i32.load offset=32 (local.get $d)))
     (local.set $k (i64.load32_s offset=40 (local.get $d)))
     (local.set $r (i32.mul (local.get $u) (i32.load offset=44 (local.get $d))))
     (local.set $r1 (i32.add (local.get $r) (i32.load offset=44 (local.get $d))))
@@ -40,8 +41,10 @@ pub const KERNEL: Kernel = Kernel {
       (local.set $l (i32.const 0))
       (loop $s1
         (local.set $sum (i64.add (local.get $sum) (i64.add
-          (i64.mul (i64.load8_s (i32.add (local.get $pa) (local.get $l))) (local.get $wa))
-          (i64.mul (i64.load8_s (i32.add (local.get $pb) (local.get $l))) (local.get $wb)))))
+          (i64.mul (i64.load8_s (i32.add (local.get $pa) (local.get $l)))
+            (i64.load32_s (i32.add (local.get $pwa) (local.tee $o (i32.shl (local.get $l) (i32.const 2))))))
+          (i64.mul (i64.load8_s (i32.add (local.get $pb) (local.get $l)))
+            (i64.load32_s (i32.add (local.get $pwb) (local.get $o)))))))
         (local.set $l (i32.add (local.get $l) (i32.const 1)))
         (br_if $s1 (i32.lt_u (local.get $l) (local.get $len))))
       ;; sum of d^2, d = len * x - sum
@@ -49,8 +52,10 @@ pub const KERNEL: Kernel = Kernel {
       (local.set $l (i32.const 0))
       (loop $s2
         (local.set $dv (i64.sub (i64.mul (local.get $lenx) (i64.add
-          (i64.mul (i64.load8_s (i32.add (local.get $pa) (local.get $l))) (local.get $wa))
-          (i64.mul (i64.load8_s (i32.add (local.get $pb) (local.get $l))) (local.get $wb))))
+          (i64.mul (i64.load8_s (i32.add (local.get $pa) (local.get $l)))
+            (i64.load32_s (i32.add (local.get $pwa) (local.tee $o (i32.shl (local.get $l) (i32.const 2))))))
+          (i64.mul (i64.load8_s (i32.add (local.get $pb) (local.get $l)))
+            (i64.load32_s (i32.add (local.get $pwb) (local.get $o))))))
           (local.get $sum)))
         (local.set $var (i64.add (local.get $var) (i64.mul (local.get $dv) (local.get $dv))))
         (local.set $l (i32.add (local.get $l) (i32.const 1)))
@@ -75,8 +80,10 @@ pub const KERNEL: Kernel = Kernel {
       (local.set $l (i32.const 0))
       (loop $s3
         (local.set $dv (i64.sub (i64.mul (local.get $lenx) (i64.add
-          (i64.mul (i64.load8_s (i32.add (local.get $pa) (local.get $l))) (local.get $wa))
-          (i64.mul (i64.load8_s (i32.add (local.get $pb) (local.get $l))) (local.get $wb))))
+          (i64.mul (i64.load8_s (i32.add (local.get $pa) (local.get $l)))
+            (i64.load32_s (i32.add (local.get $pwa) (local.tee $o (i32.shl (local.get $l) (i32.const 2))))))
+          (i64.mul (i64.load8_s (i32.add (local.get $pb) (local.get $l)))
+            (i64.load32_s (i32.add (local.get $pwb) (local.get $o))))))
           (local.get $sum)))
         (local.set $n (i64.add (i64.add
           (i64.mul (local.get $dv) (i64.load32_s (i32.add (local.get $pg) (i32.shl (local.get $l) (i32.const 2)))))
@@ -96,11 +103,11 @@ pub const KERNEL: Kernel = Kernel {
 };
 
 /// Splits the rows into blocks within the budget (about 90 fuel and 11
-/// bytes per element, plus 500 fuel per row).
+/// bytes per element, plus 500 fuel per row); about 100 fuel per element).
 pub fn schedule(op: &LayerNorm, p: &Program, budget: &Budget) -> Scheduled {
     let (rows, len) = (u64::from(op.rows), u64::from(op.len));
-    let by_fuel = budget.unit_fuel / (90 * len + 500);
-    let by_bytes = budget.unit_bytes.saturating_sub(8 * len) / (3 * len);
+    let by_fuel = budget.unit_fuel / (110 * len + 500);
+    let by_bytes = budget.unit_bytes.saturating_sub(16 * len) / (3 * len);
     let rb = by_fuel.min(by_bytes).clamp(1, rows.max(1));
     let t = |id: usize| p.tensors[id].offset;
     Scheduled {
@@ -114,8 +121,8 @@ pub fn schedule(op: &LayerNorm, p: &Program, budget: &Budget) -> Scheduled {
             t(op.beta),
             op.rows,
             op.len,
-            op.wa as u32,
-            op.wb as u32,
+            t(op.wa),
+            t(op.wb),
             op.eps as u32,
             op.k as u32,
             rb as u32,
@@ -141,11 +148,12 @@ pub fn run_native(op: &LayerNorm, p: &Program, mem: &mut [u8]) {
     let t = |id: usize| p.tensors[id].offset as usize;
     let (a, b, out, g, bt) = (t(op.a), t(op.b), t(op.output), t(op.gamma), t(op.beta));
     let len = op.len as usize;
-    let (wa, wb, k) = (i64::from(op.wa), i64::from(op.wb), op.k as u32);
+    let (wa, wb, k) = (t(op.wa), t(op.wb), op.k as u32);
     let lenx = len as i64;
     for r in 0..op.rows as usize {
         let x = |mem: &[u8], l: usize| -> i64 {
-            i64::from(mem[a + r * len + l] as i8) * wa + i64::from(mem[b + r * len + l] as i8) * wb
+            i64::from(mem[a + r * len + l] as i8) * i64::from(read_i32(mem, wa + 4 * l))
+                + i64::from(mem[b + r * len + l] as i8) * i64::from(read_i32(mem, wb + 4 * l))
         };
         let sum = (0..len).fold(0i64, |s, l| s.wrapping_add(x(mem, l)));
         let var = (0..len).fold(0i64, |v, l| {
