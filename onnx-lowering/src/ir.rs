@@ -350,8 +350,10 @@ pub struct LayerNorm {
 ///
 /// with `a[t, i, k]` element `t * a_stride[0] + i * a_stride[1] + k *
 /// a_stride[2]` of `a` (likewise `b[t, j, k]` and `out[t, i, j]`); the sum
-/// in wrapping `i32` (`k * 128 * 128 < 2^31`), the rescale in `i64`. The
-/// output strides must address every element of `output` exactly once.
+/// in wrapping `i32` (`k * 128 * 128 < 2^31`), the rescale in `i64`. An
+/// `i32` output holds the sums themselves (`multiplier`, `shift` unused;
+/// attention scores kept exact for the softmax). The output strides must
+/// address every element of `output` exactly once.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActMatMul {
     pub a: TensorId,
@@ -374,6 +376,11 @@ pub struct ActMatMul {
 /// mask[l] != 0 ? table[mx - in[r, l]] : 0`, `sum = max(sum_l e[l], 1)`,
 /// `out[l] = (254 e[l] + sum) / (2 sum)`. A fully masked row is all 0
 /// (the ONNX graphs' `Where(IsNaN(softmax), 0, softmax)`).
+///
+/// The input is `i8` or `i32`. The table index is, in `i64`,
+/// `min((min(mx - x, dmax) m) >> shift, 255)` with `m = multiplier`,
+/// `0 <= m < 2^31`, `0 <= shift <= 54` and `0 <= dmax < 2^23`; an `i8`
+/// input uses `m = 1`, `shift = 0`, `dmax = 255`, i.e. the index `mx - x`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MaskedSoftmax {
     pub input: TensorId,
@@ -382,6 +389,9 @@ pub struct MaskedSoftmax {
     pub output: TensorId,
     pub rows: u32,
     pub len: u32,
+    pub multiplier: i32,
+    pub shift: i32,
+    pub dmax: i32,
 }
 
 /// One operation.

@@ -349,7 +349,7 @@ impl Program {
                 };
                 let len = |id: TensorId, what: &str| -> Result<u64, LowerError> {
                     let t = self.get(id, node, what)?;
-                    if t.dtype != DType::I8 {
+                    if t.dtype != DType::I8 && !(what == "output" && t.dtype == DType::I32) {
                         return Err(bad(node, format!("{what} must be i8")));
                     }
                     Ok(u64::from(t.len()))
@@ -388,9 +388,17 @@ impl Program {
                 if r == 0 || l == 0 || l > 1 << 20 || r * l > u64::from(u32::MAX) {
                     return Err(bad(node, "masked_softmax dimensions out of range"));
                 }
-                self.expect(node, "input", o.input, DType::I8, r * l)?;
+                let wide = self.get(o.input, node, "input")?.dtype == DType::I32;
+                let dt = if wide { DType::I32 } else { DType::I8 };
+                self.expect(node, "input", o.input, dt, r * l)?;
                 self.expect(node, "output", o.output, DType::I8, r * l)?;
                 self.expect(node, "mask", o.mask, DType::I32, l)?;
+                if o.multiplier < 0
+                    || !(0..=54).contains(&o.shift)
+                    || !(0..1 << 23).contains(&o.dmax)
+                {
+                    return Err(bad(node, "masked_softmax index scaling out of range"));
+                }
                 self.expect(node, "table", o.table, DType::I32, 256)?;
                 let at = self.tensors[o.table].offset as usize;
                 if (0..256).any(|d| !(0..=1 << 24).contains(&read_i32(image, at + 4 * d))) {

@@ -176,13 +176,14 @@ const PERMS: [[usize; 3]; 6] = [
     [2, 1, 0],
 ];
 
-fn check_act_matmul(dims: [u32; 4], perms: [usize; 3], seed: u64) {
+fn check_act_matmul(dims: [u32; 4], perms: [usize; 3], wide: bool, seed: u64) {
     let [bt, m, n, k] = dims;
     let mut rng = Rng(seed);
     let mut b = ProgramBuilder::new();
     let xa = b.tensor("a", DType::I8, &[bt * m * k], TensorKind::Input);
     let xb = b.tensor("b", DType::I8, &[bt * n * k], TensorKind::Input);
-    let out = b.tensor("out", DType::I8, &[bt * m * n], TensorKind::Output);
+    let dt = if wide { DType::I32 } else { DType::I8 };
+    let out = b.tensor("out", dt, &[bt * m * n], TensorKind::Output);
     let op = ActMatMul {
         a: xa,
         b: xb,
@@ -203,7 +204,18 @@ fn check_act_matmul(dims: [u32; 4], perms: [usize; 3], seed: u64) {
         rng.i8s((bt * m * k) as usize),
         rng.i8s((bt * n * k) as usize),
     );
-    let y = both(&a, &[bytes(&va), bytes(&vb)]);
+    let wasm = a.run_wasm(&[bytes(&va), bytes(&vb)]).unwrap();
+    let native = a.run_native(&[bytes(&va), bytes(&vb)]).unwrap();
+    assert_eq!(wasm.boundaries, native.boundaries);
+    assert!(wasm.memory == native.memory, "memory images differ");
+    let raw = a.output(&wasm, a.program.outputs[0]);
+    let y: Vec<i64> = if wide {
+        raw.chunks(4)
+            .map(|c| i64::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+            .collect()
+    } else {
+        raw.iter().map(|v| i64::from(*v as i8)).collect()
+    };
     let at = |st: [u32; 3], i: [u32; 3]| (0..3).map(|d| (st[d] * i[d]) as usize).sum::<usize>();
     for t in 0..bt {
         for i in 0..m {
@@ -216,19 +228,32 @@ fn check_act_matmul(dims: [u32; 4], perms: [usize; 3], seed: u64) {
                     .sum();
                 let q = (i128::from(acc) * i128::from(op.multiplier) + (1i128 << (op.shift - 1)))
                     >> op.shift;
-                assert_eq!(
-                    i128::from(y[at(op.o_stride, [t, i, j])]),
+                let want = if wide {
+                    i128::from(acc)
+                } else {
                     q.clamp(-128, 127)
-                );
+                };
+                assert_eq!(i128::from(y[at(op.o_stride, [t, i, j])]), want);
             }
         }
     }
 }
 
-fn check_masked_softmax(rows: u32, len: u32, seed: u64) {
+fn check_masked_softmax(rows: u32, len: u32, wide: bool, seed: u64) {
     let mut rng = Rng(seed);
     let mut b = ProgramBuilder::new();
-    let x = b.tensor("x", DType::I8, &[rows, len], TensorKind::Input);
+    let dt = if wide { DType::I32 } else { DType::I8 };
+    let x = b.tensor("x", dt, &[rows, len], TensorKind::Input);
+    // Wide scores: index = min((min(d, dmax) * m) >> s, 255).
+    let (mul, shift, dmax) = if wide {
+        (
+            rng.range(1 << 30, (1 << 31) - 1) as i32,
+            rng.range(30, 50) as i32,
+            rng.range(0, (1 << 23) - 1) as i32,
+        )
+    } else {
+        (1, 0, 255)
+    };
     let mask = b.tensor("mask", DType::I32, &[len], TensorKind::Input);
     let s_in = 0.01 + (rng.next() % 100) as f64 / 400.0;
     let table: Vec<i32> = (0..256)
@@ -245,10 +270,29 @@ fn check_masked_softmax(rows: u32, len: u32, seed: u64) {
             output: out,
             rows,
             len,
+            multiplier: mul,
+            shift,
+            dmax,
         }),
     );
     let a = Artifact::build(b.finish(), small_budget()).unwrap();
-    let vx = rng.i8s((rows * len) as usize);
+    let n = (rows * len) as usize;
+    let vx: Vec<i64> = if wide {
+        let spread = 1i64 << rng.range(4, 31);
+        (0..n)
+            .map(|_| {
+                rng.range(-spread, spread - 1)
+                    .clamp(-(1 << 31), (1 << 31) - 1)
+            })
+            .collect()
+    } else {
+        rng.i8s(n).into_iter().map(i64::from).collect()
+    };
+    let xb: Vec<u8> = if wide {
+        vx.iter().flat_map(|v| (*v as i32).to_le_bytes()).collect()
+    } else {
+        vx.iter().map(|v| *v as i8 as u8).collect()
+    };
     // Masks with few or many flags set, sometimes none, values other than 1.
     let dens = rng.range(0, 4);
     let vm: Vec<i32> = (0..len)
@@ -260,14 +304,16 @@ fn check_masked_softmax(rows: u32, len: u32, seed: u64) {
             }
         })
         .collect();
-    let y = both(&a, &[bytes(&vx), i32_bytes(&vm)]);
+    let y = both(&a, &[xb, i32_bytes(&vm)]);
     let len = len as usize;
     for (r, row) in vx.chunks(len).enumerate() {
         let on: Vec<usize> = (0..len).filter(|l| vm[*l] != 0).collect();
-        let mx = on.iter().map(|l| row[*l]).max().unwrap_or(-128);
+        let mx = on.iter().map(|l| row[*l]).max().unwrap_or(i64::MIN);
         let e = |l: usize| -> i64 {
             if vm[l] != 0 {
-                i64::from(table[(i32::from(mx) - i32::from(row[l])) as usize])
+                let d = i128::from((mx - row[l]).min(i64::from(dmax)));
+                let i = ((d * i128::from(mul)) >> shift).min(255);
+                i64::from(table[i as usize])
             } else {
                 0
             }
@@ -286,8 +332,10 @@ fn check_masked_softmax(rows: u32, len: u32, seed: u64) {
 fn fixed_cases_agree_with_the_reference() {
     check_gather(50, 37, 20, 1);
     check_layer_norm(5, 64, 2);
-    check_act_matmul([3, 5, 7, 33], [1, 3, 5], 3);
-    check_masked_softmax(6, 40, 4);
+    check_act_matmul([3, 5, 7, 33], [1, 3, 5], false, 3);
+    check_act_matmul([3, 5, 7, 33], [2, 0, 4], true, 6);
+    check_masked_softmax(6, 40, false, 4);
+    check_masked_softmax(6, 40, true, 5);
 }
 
 proptest! {
@@ -305,13 +353,15 @@ proptest! {
     #[test]
     fn random_activation_products_agree(
         bt in 1u32..4, m in 1u32..7, n in 1u32..7, k in 1u32..24,
-        pa in 0usize..6, pb in 0usize..6, po in 0usize..6, seed in any::<u64>(),
+        pa in 0usize..6, pb in 0usize..6, po in 0usize..6, wide in any::<bool>(), seed in any::<u64>(),
     ) {
-        check_act_matmul([bt, m, n, k], [pa, pb, po], seed);
+        check_act_matmul([bt, m, n, k], [pa, pb, po], wide, seed);
     }
 
     #[test]
-    fn random_masked_softmaxes_agree(rows in 1u32..6, len in 1u32..48, seed in any::<u64>()) {
-        check_masked_softmax(rows, len, seed);
+    fn random_masked_softmaxes_agree(
+        rows in 1u32..6, len in 1u32..48, wide in any::<bool>(), seed in any::<u64>(),
+    ) {
+        check_masked_softmax(rows, len, wide, seed);
     }
 }

@@ -47,6 +47,9 @@ struct Lowering<'a> {
     output_roots: Vec<bool>,
     /// Per-column scales (see [`column_scales`]).
     cols: Vec<Option<Vec<f32>>>,
+    /// Activation products kept as exact `i32` sums (read only by a masked
+    /// softmax), with scale `s_a * s_b`.
+    wide: Vec<bool>,
 }
 
 impl Lowering<'_> {
@@ -102,6 +105,11 @@ impl Lowering<'_> {
         let t = if value.integer {
             self.room(&value.name, value.len(), 4)?;
             self.b.tensor(&value.name, DType::I32, &self.shape(v), kind)
+        } else if self.wide[v] {
+            self.room(&value.name, value.len(), 4)?;
+            let t = self.b.tensor(&value.name, DType::I32, &self.shape(v), kind);
+            self.b.set_quant(t, self.scales[v], 0);
+            t
         } else {
             let t = self.b.tensor(&value.name, DType::I8, &self.shape(v), kind);
             self.b.set_quant(t, self.scales[v], 0);
@@ -179,7 +187,11 @@ impl Lowering<'_> {
 
     /// The softmax's `exp` table: `table[d] = round(2^20 exp(-d s_in))`.
     fn exp_table(&mut self, name: &str, input: ValueId) -> Result<TensorId, LowerError> {
-        let s_in = f64::from(self.scales[input]);
+        self.exp_table_step(name, f64::from(self.scales[input]))
+    }
+
+    /// `table[d] = round(2^20 exp(-d s_in))`.
+    fn exp_table_step(&mut self, name: &str, s_in: f64) -> Result<TensorId, LowerError> {
         let table: Vec<i32> = (0..256)
             .map(|d| {
                 round_clamp(
@@ -512,7 +524,11 @@ impl Lowering<'_> {
             } => {
                 let real = f64::from(self.scales[*a]) * f64::from(self.scales[*b])
                     / f64::from(self.scales[out_v]);
-                let (m, sh) = multiplier(real).map_err(|e| err(name, "EinSum", e))?;
+                let (m, sh) = if self.wide[out_v] {
+                    (0, 1)
+                } else {
+                    multiplier(real).map_err(|e| err(name, "EinSum", e))?
+                };
                 let [batch, mm, n, k] = dims.map(|v| v as u32);
                 Op::ActMatMul(ir::ActMatMul {
                     a: self.tensor(*a),
@@ -537,7 +553,20 @@ impl Lowering<'_> {
                 len,
                 ..
             } => {
-                let table = self.exp_table(name, *input)?;
+                let (table, multiplier, shift, dmax) = if self.wide[*input] {
+                    // Exact i32 scores: the table steps by 1/16 (exp(-16)
+                    // ~ 1e-7 at its end), the index is the score difference
+                    // times s_in * 16, saturated.
+                    let ratio = f64::from(self.scales[*input]) * 16.0;
+                    let (m, sh) = multiplier(ratio).map_err(|e| err(name, "Softmax", e))?;
+                    if sh > 54 {
+                        return Err(err(name, "Softmax", "score scale too small"));
+                    }
+                    let dmax = (256.0 / ratio).ceil().min(f64::from((1 << 23) - 1)) as i32;
+                    (self.exp_table_step(name, 1.0 / 16.0)?, m, sh, dmax)
+                } else {
+                    (self.exp_table(name, *input)?, 1, 0, 255)
+                };
                 Op::MaskedSoftmax(ir::MaskedSoftmax {
                     input: self.tensor(*input),
                     mask: self.tensor(*mask),
@@ -545,6 +574,9 @@ impl Lowering<'_> {
                     output: self.define(out_v, TensorKind::Activation)?,
                     rows: *rows as u32,
                     len: *len as u32,
+                    multiplier,
+                    shift,
+                    dmax,
                 })
             }
             Step::Alias { .. } | Step::Const { .. } => unreachable!("handled above"),
@@ -680,6 +712,20 @@ pub fn lower(plan: &Plan, ranges: &Calibration) -> Result<Lowered, LowerError> {
         }
     }
     let cols = column_scales(plan, ranges, &output_roots);
+    let mut wide = vec![false; n];
+    for step in &plan.steps {
+        if let Step::ActMatMul { a, b, output, .. } = step {
+            let v = *output;
+            let only_softmax = plan.steps.iter().all(|s| {
+                !s.inputs().contains(&v)
+                    || matches!(s, Step::MaskedSoftmax { input, mask, .. } if *input == v && *mask != v)
+            });
+            if !output_roots[v] && only_softmax {
+                wide[v] = true;
+                scales[v] = scales[*a] * scales[*b];
+            }
+        }
+    }
     let mut l = Lowering {
         plan,
         b: ProgramBuilder::new(),
@@ -687,6 +733,7 @@ pub fn lower(plan: &Plan, ranges: &Calibration) -> Result<Lowered, LowerError> {
         tensors: vec![None; n],
         output_roots,
         cols,
+        wide,
     };
     for v in &plan.inputs {
         l.define(*v, TensorKind::Input)?;

@@ -344,7 +344,7 @@ impl Walker<'_> {
                 ));
             };
             let idx = self.need(node.inputs[1])?;
-            if g.axis != 0 || ts.len() != 2 || !self.plan.values[idx].integer {
+            if g.axis != 0 || ts.len() != 2 || ts.contains(&0) || !self.plan.values[idx].integer {
                 return Err(unsupported(
                     node,
                     "only rows of a 2-D constant table by integer indices",

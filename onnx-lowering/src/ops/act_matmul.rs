@@ -7,11 +7,12 @@
 
 use crate::ir::{ActMatMul, Program};
 use crate::ops::family::{Budget, Kernel, Scheduled};
-use crate::ops::mem::read_i8;
+use crate::ops::mem::{read_i8, write_i32};
 
 /// Descriptor words: a, b, out, batch, m, n, k, a strides (3), b strides
-/// (3), out strides (3), multiplier, shift, rb. About 9 fuel per product
-/// and 40 per output.
+/// (3), out strides (3), multiplier, shift, rb, i32 output (0 or 1). About
+/// 9 fuel per product and 50 per output. `$o0` is the batch's element
+/// offset in the output.
 pub const KERNEL: Kernel = Kernel {
     name: "act_matmul",
     wat: r#"
@@ -19,6 +20,7 @@ pub const KERNEL: Kernel = Kernel {
     (local $nrb i32) (local $t i32) (local $i i32) (local $i1 i32) (local $j i32) (local $n i32)
     (local $a0 i32) (local $b0 i32) (local $o0 i32) (local $pa i32) (local $pb i32) (local $kk i32)
     (local $k i32) (local $ak i32) (local $bk i32) (local $acc i32) (local $q i64) (local $s i64)
+    (local $e i32)
     (local.set $nrb (i32.div_u (i32.sub (i32.add (i32.load offset=16 (local.get $d)) (i32.load offset=72 (local.get $d)))
       (i32.const 1)) (i32.load offset=72 (local.get $d))))
     (local.set $t (i32.div_u (local.get $u) (local.get $nrb)))
@@ -33,7 +35,7 @@ pub const KERNEL: Kernel = Kernel {
     (local.set $s (i64.load32_s offset=68 (local.get $d)))
     (local.set $a0 (i32.add (i32.load offset=0 (local.get $d)) (i32.mul (local.get $t) (i32.load offset=28 (local.get $d)))))
     (local.set $b0 (i32.add (i32.load offset=4 (local.get $d)) (i32.mul (local.get $t) (i32.load offset=40 (local.get $d)))))
-    (local.set $o0 (i32.add (i32.load offset=8 (local.get $d)) (i32.mul (local.get $t) (i32.load offset=52 (local.get $d)))))
+    (local.set $o0 (i32.mul (local.get $t) (i32.load offset=52 (local.get $d))))
     (loop $rows
       (local.set $j (i32.const 0))
       (loop $cols
@@ -53,9 +55,13 @@ pub const KERNEL: Kernel = Kernel {
           (i64.shl (i64.const 1) (i64.sub (local.get $s) (i64.const 1)))) (local.get $s)))
         (local.set $q (select (i64.const -128) (local.get $q) (i64.lt_s (local.get $q) (i64.const -128))))
         (local.set $q (select (i64.const 127) (local.get $q) (i64.gt_s (local.get $q) (i64.const 127))))
-        (i64.store8 (i32.add (local.get $o0) (i32.add
+        (local.set $e (i32.add (local.get $o0) (i32.add
           (i32.mul (local.get $i) (i32.load offset=56 (local.get $d)))
-          (i32.mul (local.get $j) (i32.load offset=60 (local.get $d))))) (local.get $q))
+          (i32.mul (local.get $j) (i32.load offset=60 (local.get $d))))))
+        (if (i32.load offset=76 (local.get $d))
+          (then (i32.store (i32.add (i32.load offset=8 (local.get $d))
+            (i32.shl (local.get $e) (i32.const 2))) (local.get $acc)))
+          (else (i64.store8 (i32.add (i32.load offset=8 (local.get $d)) (local.get $e)) (local.get $q))))
         (local.set $j (i32.add (local.get $j) (i32.const 1)))
         (br_if $cols (i32.lt_u (local.get $j) (local.get $n))))
       (local.set $i (i32.add (local.get $i) (i32.const 1)))
@@ -66,8 +72,8 @@ pub const KERNEL: Kernel = Kernel {
 /// Splits each batch's rows into blocks within the budget.
 pub fn schedule(op: &ActMatMul, p: &Program, budget: &Budget) -> Scheduled {
     let (m, n, k) = (u64::from(op.m), u64::from(op.n), u64::from(op.k));
-    let per_row_fuel = n * (9 * k + 45) + 10;
-    let per_row_bytes = k + n * (k + 1);
+    let per_row_fuel = n * (9 * k + 55) + 10;
+    let per_row_bytes = k + n * (k + 4);
     let by_fuel = budget.unit_fuel / per_row_fuel.max(1);
     let by_bytes = budget.unit_bytes / per_row_bytes.max(1);
     let rb = by_fuel.min(by_bytes).clamp(1, m.max(1));
@@ -76,7 +82,13 @@ pub fn schedule(op: &ActMatMul, p: &Program, budget: &Budget) -> Scheduled {
     descriptor.extend(op.a_stride);
     descriptor.extend(op.b_stride);
     descriptor.extend(op.o_stride);
-    descriptor.extend([op.multiplier as u32, op.shift as u32, rb as u32]);
+    let wide = p.tensors[op.output].dtype == crate::ir::DType::I32;
+    descriptor.extend([
+        op.multiplier as u32,
+        op.shift as u32,
+        rb as u32,
+        wide as u32,
+    ]);
     Scheduled {
         kernel: KERNEL.name,
         units: (u64::from(op.batch) * m.div_ceil(rb)) as u32,
@@ -92,6 +104,7 @@ pub fn run_native(op: &ActMatMul, p: &Program, mem: &mut [u8]) {
     let [sbb, sbj, sbk] = op.b_stride.map(|v| v as usize);
     let [sob, soi, soj] = op.o_stride.map(|v| v as usize);
     let (mul, s) = (i64::from(op.multiplier), op.shift as u32);
+    let wide = p.tensors[op.output].dtype == crate::ir::DType::I32;
     for bt in 0..op.batch as usize {
         for i in 0..op.m as usize {
             for j in 0..op.n as usize {
@@ -101,8 +114,13 @@ pub fn run_native(op: &ActMatMul, p: &Program, mem: &mut [u8]) {
                     let y = i32::from(read_i8(mem, b + bt * sbb + j * sbj + kk * sbk));
                     acc = acc.wrapping_add(x * y);
                 }
-                let q = (i64::from(acc) * mul + (1i64 << (s - 1))) >> s;
-                mem[out + bt * sob + i * soi + j * soj] = q.clamp(-128, 127) as u8;
+                let e = bt * sob + i * soi + j * soj;
+                if wide {
+                    write_i32(mem, out + 4 * e, acc);
+                } else {
+                    let q = (i64::from(acc) * mul + (1i64 << (s - 1))) >> s;
+                    mem[out + e] = q.clamp(-128, 127) as u8;
+                }
             }
         }
     }
