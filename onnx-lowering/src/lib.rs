@@ -8,6 +8,16 @@
 //! [`codegen`] into a Wasm module (kernels plus a dispatcher, weights and
 //! schedule as data) and measured by [`artifact::Artifact::build`]; the
 //! artifact runs on either engine with identical node-boundary state roots.
+//!
+//! Integer semantics, in short (each op's exact definition is in [`ir`]):
+//! `i8` activations and weights, `i32` accumulation, one requantization
+//! rule (round half towards +infinity, then clamp); non-linear functions as
+//! exact 256-entry tables over `i8` inputs (GELU/Erf, sigmoid, ...), an
+//! `exp` table in `2^-20` for (masked) softmax with probabilities in units
+//! of `1/127`, and layer normalization by an exact integer mean and
+//! variance, a floor square root and one rounded (floor) division per
+//! element. Token ids and masks are raw `i32` inputs; embedding lookups
+//! clamp their indices into the table.
 
 pub mod artifact;
 pub mod artifact_dir;

@@ -10,7 +10,32 @@ use crate::error::LowerError;
 use crate::ir::{DType, Tensor};
 
 /// Quantizes `values` for `t`.
+///
+/// A raw-integer tensor (`i32` without a scale: token ids, masks) takes
+/// integral values, written as little-endian `i32`.
 pub fn quantize(t: &Tensor, values: &[f32]) -> Result<Vec<u8>, LowerError> {
+    if t.dtype == DType::I32 && t.scale_bits.is_none() {
+        if values.len() != t.len() as usize {
+            return Err(LowerError::BadInput(format!(
+                "tensor {} takes {} values (shape {:?}), got {}",
+                t.name,
+                t.len(),
+                t.shape,
+                values.len()
+            )));
+        }
+        let mut out = Vec::with_capacity(4 * values.len());
+        for x in values {
+            if x.fract() != 0.0 || !(-2.0e9..=2.0e9).contains(x) {
+                return Err(LowerError::BadInput(format!(
+                    "tensor {}: {x} is not an integer in range",
+                    t.name
+                )));
+            }
+            out.extend((*x as i32).to_le_bytes());
+        }
+        return Ok(out);
+    }
     let scale = t
         .scale()
         .filter(|s| s.is_finite() && *s > 0.0)
@@ -90,5 +115,15 @@ mod tests {
         let mut raw = t(1.0, 0);
         raw.scale_bits = None;
         assert!(quantize(&raw, &[0.0; 4]).is_err());
+        raw.dtype = DType::I32;
+        assert_eq!(
+            quantize(&raw, &[1.0, -2.0, 0.0, 7.0]).unwrap(),
+            [1i32, -2, 0, 7]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect::<Vec<u8>>()
+        );
+        assert!(quantize(&raw, &[0.5, 0.0, 0.0, 0.0]).is_err());
+        assert!(quantize(&raw, &[f32::NAN, 0.0, 0.0, 0.0]).is_err());
     }
 }

@@ -9,6 +9,10 @@ use crate::error::LowerError;
 use crate::ir::{DType, Op, Program, Requant, TensorId};
 use crate::ops::mem::read_i32;
 
+fn eps_u128(e: i32) -> u128 {
+    u128::from(e.unsigned_abs())
+}
+
 fn bad(node: &str, what: impl std::fmt::Display) -> LowerError {
     LowerError::InvalidProgram(format!("node {node}: {what}"))
 }
@@ -278,6 +282,126 @@ impl Program {
                 let at = self.tensors[o.table].offset as usize;
                 let entries: Vec<i32> = (0..256).map(|d| read_i32(image, at + 4 * d)).collect();
                 if entries[0] < 1 || entries.iter().any(|e| !(0..=1 << 24).contains(e)) {
+                    return Err(bad(node, "softmax table entries out of range"));
+                }
+                Ok(())
+            }
+            Op::Gather(o) => {
+                let (n, w, rows) = (u64::from(o.n), u64::from(o.width), u64::from(o.rows));
+                if n == 0 || w == 0 || rows == 0 || rows > i32::MAX as u64 {
+                    return Err(bad(node, "gather dimensions out of range"));
+                }
+                self.expect(node, "table", o.table, DType::I8, rows * w)?;
+                self.expect(node, "indices", o.indices, DType::I32, n)?;
+                self.expect(node, "output", o.output, DType::I8, n * w)
+            }
+            Op::LayerNorm(o) => {
+                let (r, l) = (u64::from(o.rows), u64::from(o.len));
+                if r == 0 || l == 0 || l > 1 << 16 || r * l > u64::from(u32::MAX) {
+                    return Err(bad(node, "layer_norm dimensions out of range"));
+                }
+                for (what, id) in [("a", o.a), ("b", o.b), ("output", o.output)] {
+                    self.expect(node, what, id, DType::I8, r * l)?;
+                }
+                self.expect(node, "gamma", o.gamma, DType::I32, l)?;
+                self.expect(node, "beta", o.beta, DType::I32, l)?;
+                if o.eps < 0 || !(1..=30).contains(&o.k) {
+                    return Err(bad(node, "layer_norm eps or k out of range"));
+                }
+                // sum d^2 + eps < 2^62 for every input, so that the square
+                // root is below 2^31 and S * 2^k never wraps to 0.
+                self.expect(node, "wa", o.wa, DType::I32, l)?;
+                self.expect(node, "wb", o.wb, DType::I32, l)?;
+                let (pa, pb) = (
+                    self.tensors[o.wa].offset as usize,
+                    self.tensors[o.wb].offset as usize,
+                );
+                let w = (0..l as usize)
+                    .map(|c| {
+                        u128::from(read_i32(image, pa + 4 * c).unsigned_abs())
+                            + u128::from(read_i32(image, pb + 4 * c).unsigned_abs())
+                    })
+                    .max()
+                    .unwrap_or(0);
+                let x = 127 * w;
+                let l = u128::from(o.len);
+                if 4 * l * l * l * x * x + eps_u128(o.eps) >= 1 << 62 {
+                    return Err(bad(node, "layer_norm weights too large for i64"));
+                }
+                Ok(())
+            }
+            Op::ActMatMul(o) => {
+                let (b, m, n, k) = (
+                    u64::from(o.batch),
+                    u64::from(o.m),
+                    u64::from(o.n),
+                    u64::from(o.k),
+                );
+                if b == 0 || m == 0 || n == 0 || k == 0 || k > 1 << 16 {
+                    return Err(bad(node, "act_matmul dimensions out of range"));
+                }
+                let reach = |st: [u32; 3], dims: [u64; 3]| -> u64 {
+                    st.iter()
+                        .zip(dims)
+                        .map(|(s, d)| u64::from(*s) * (d - 1))
+                        .sum::<u64>()
+                        + 1
+                };
+                let len = |id: TensorId, what: &str| -> Result<u64, LowerError> {
+                    let t = self.get(id, node, what)?;
+                    if t.dtype != DType::I8 && !(what == "output" && t.dtype == DType::I32) {
+                        return Err(bad(node, format!("{what} must be i8")));
+                    }
+                    Ok(u64::from(t.len()))
+                };
+                if reach(o.a_stride, [b, m, k]) > len(o.a, "a")?
+                    || reach(o.b_stride, [b, n, k]) > len(o.b, "b")?
+                {
+                    return Err(bad(node, "act_matmul operand strides leave the tensor"));
+                }
+                // The output strides must be a mixed radix of [b, m, n].
+                let mut axes: Vec<(u64, u64)> = o
+                    .o_stride
+                    .iter()
+                    .zip([b, m, n])
+                    .filter(|(_, d)| *d > 1)
+                    .map(|(s, d)| (u64::from(*s), d))
+                    .collect();
+                axes.sort();
+                let mut expect = 1u64;
+                for (s, d) in axes {
+                    if s != expect {
+                        return Err(bad(node, "act_matmul output strides are not a layout"));
+                    }
+                    expect *= d;
+                }
+                if expect != len(o.output, "output")? {
+                    return Err(bad(node, "act_matmul output size"));
+                }
+                if o.multiplier < 0 || !(1..=62).contains(&o.shift) {
+                    return Err(bad(node, "act_matmul requantization out of range"));
+                }
+                Ok(())
+            }
+            Op::MaskedSoftmax(o) => {
+                let (r, l) = (u64::from(o.rows), u64::from(o.len));
+                if r == 0 || l == 0 || l > 1 << 20 || r * l > u64::from(u32::MAX) {
+                    return Err(bad(node, "masked_softmax dimensions out of range"));
+                }
+                let wide = self.get(o.input, node, "input")?.dtype == DType::I32;
+                let dt = if wide { DType::I32 } else { DType::I8 };
+                self.expect(node, "input", o.input, dt, r * l)?;
+                self.expect(node, "output", o.output, DType::I8, r * l)?;
+                self.expect(node, "mask", o.mask, DType::I32, l)?;
+                if o.multiplier < 0
+                    || !(0..=54).contains(&o.shift)
+                    || !(0..1 << 23).contains(&o.dmax)
+                {
+                    return Err(bad(node, "masked_softmax index scaling out of range"));
+                }
+                self.expect(node, "table", o.table, DType::I32, 256)?;
+                let at = self.tensors[o.table].offset as usize;
+                if (0..256).any(|d| !(0..=1 << 24).contains(&read_i32(image, at + 4 * d))) {
                     return Err(bad(node, "softmax table entries out of range"));
                 }
                 Ok(())

@@ -45,17 +45,19 @@ use tract_onnx::tract_core::ops::source::TypedSource;
 /// Largest element-wise expression (in tree nodes) folded into one table.
 const MAX_EXPR: usize = 256;
 
-struct Walker<'a> {
-    model: &'a TypedModel,
-    plan: Plan,
-    values: HashMap<OutletId, ValueId>,
+pub(super) struct Walker<'a> {
+    pub(super) model: &'a TypedModel,
+    pub(super) plan: Plan,
+    pub(super) values: HashMap<OutletId, ValueId>,
     /// Element-wise outlets not yet materialized: (source, expression, name).
-    pointwise: HashMap<OutletId, (OutletId, Expr, String)>,
-    folded: HashSet<usize>,
-    outputs: Vec<OutletId>,
+    pub(super) pointwise: HashMap<OutletId, (OutletId, Expr, String)>,
+    pub(super) folded: HashSet<usize>,
+    pub(super) outputs: Vec<OutletId>,
+    /// Transformer patterns (see [`super::transformer`]).
+    pub(super) tf: super::transformer::State,
 }
 
-fn out0(node: &TypedNode) -> OutletId {
+pub(super) fn out0(node: &TypedNode) -> OutletId {
     OutletId::new(node.id, 0)
 }
 
@@ -105,7 +107,7 @@ fn unary(node: &TypedNode, op: &ElementWiseOp) -> Result<UnFn, LowerError> {
 impl Walker<'_> {
     /// The plan value of an outlet, materializing a pending element-wise
     /// expression as a table step.
-    fn need(&mut self, o: OutletId) -> Result<ValueId, LowerError> {
+    pub(super) fn need(&mut self, o: OutletId) -> Result<ValueId, LowerError> {
         if let Some(v) = self.values.get(&o) {
             return Ok(*v);
         }
@@ -128,7 +130,7 @@ impl Walker<'_> {
     }
 
     /// A new value for outlet `o`.
-    fn define(&mut self, o: OutletId, name: &str) -> Result<ValueId, LowerError> {
+    pub(super) fn define(&mut self, o: OutletId, name: &str) -> Result<ValueId, LowerError> {
         let v = self.plan.value(name, &shape(self.model, o)?);
         self.values.insert(o, v);
         Ok(v)
@@ -174,6 +176,9 @@ impl Walker<'_> {
     }
 
     fn binary(&mut self, node: &TypedNode, bin: &TypedBinOp) -> Result<(), LowerError> {
+        if node.inputs.len() == 2 && self.transformer_binary(node, bin.0.name())? {
+            return Ok(());
+        }
         if node.inputs.len() != 2 || bin.1.is_some_and(|dt| dt != f32::datum_type()) {
             return Err(unsupported(node, "binary op with a non-f32 output"));
         }
@@ -306,6 +311,9 @@ impl Walker<'_> {
         if op.kind != SoftmaxKind::Softmax || op.quant_output_dt.is_some() {
             return Err(unsupported(node, "only the plain float softmax"));
         }
+        if self.masked_softmax(node, &op.axes)? {
+            return Ok(());
+        }
         let in_shape = shape(self.model, node.inputs[0])?;
         let Some((rows, len)) = linear::trailing_reduction(&in_shape, &op.axes) else {
             return Err(unsupported(node, "softmax over axes that are not trailing"));
@@ -414,6 +422,8 @@ impl Walker<'_> {
         } else if let Some(conv) = node.op_as::<Conv>() {
             let lin = linear::conv(self.model, node, conv)?;
             self.linear(node, lin)?;
+        } else if self.transformer_node(node)? {
+            // Handled by a transformer rule.
         } else if let Some(es) = node.op_as::<EinSum>() {
             let lin = linear::einsum(self.model, node, es)?;
             self.linear(node, lin)?;
@@ -474,9 +484,10 @@ pub fn analyze(model: &TypedModel) -> Result<Plan, LowerError> {
         pointwise: HashMap::new(),
         folded: HashSet::new(),
         outputs: model.output_outlets().map_err(onnx)?.to_vec(),
+        tf: Default::default(),
     };
     for o in model.input_outlets().map_err(onnx)? {
-        let v = w.define(*o, &model.node(o.node).name)?;
+        let v = w.define_input(*o)?;
         w.plan.inputs.push(v);
     }
     for id in model.eval_order().map_err(onnx)? {

@@ -66,7 +66,8 @@ pub fn import(model_path: &Path, opts: &ImportOptions) -> Result<Imported, Lower
                 &default
             }
         };
-        let ranges = calibrate::calibrate(&plan, samples)?;
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let ranges = calibrate::calibrate_full(&plan, samples, threads)?;
         // With real calibration data, keep the float outputs so that callers
         // can report the integer model's agreement with f32 on it.
         let reference = match &opts.calibration {

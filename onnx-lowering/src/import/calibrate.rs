@@ -18,7 +18,8 @@ pub const DEFAULT_SAMPLES: usize = 8;
 pub const DEFAULT_SEED: u64 = 0x6f70_6d6c_6361_6c69;
 
 /// The default calibration set: [`DEFAULT_SAMPLES`] samples whose every
-/// input value is `(splitmix64() >> 40) / 2^24`, uniform in `[0, 1)`, from
+/// input value is `(splitmix64() >> 40) / 2^24`, uniform in `[0, 1)` (1
+/// for raw-integer inputs: token id 1, mask on), from
 /// one splitmix64 stream seeded with [`DEFAULT_SEED`], sample by sample and
 /// input by input. Suits image models fed pixels scaled to `[0, 1]`.
 pub fn default_samples(plan: &Plan) -> Vec<Vec<Vec<f32>>> {
@@ -35,8 +36,16 @@ pub fn default_samples(plan: &Plan) -> Vec<Vec<Vec<f32>>> {
             plan.inputs
                 .iter()
                 .map(|v| {
+                    let integer = plan.values[*v].integer;
                     (0..plan.values[*v].len())
-                        .map(|_| (next() >> 40) as f32 / 16_777_216.0)
+                        .map(|_| {
+                            let x = (next() >> 40) as f32 / 16_777_216.0;
+                            if integer {
+                                1.0
+                            } else {
+                                x
+                            }
+                        })
                         .collect()
                 })
                 .collect()
@@ -231,11 +240,131 @@ fn run_step(plan: &Plan, step: &Step, vals: &[Option<Rc<Vec<f64>>>]) -> Rc<Vec<f
             Rc::new(get(*input).iter().map(|x| expr.eval(*x)).collect())
         }
         Step::Alias { input, .. } => get(*input).clone(),
+        Step::Gather {
+            indices,
+            table,
+            rows,
+            width,
+            ..
+        } => Rc::new(
+            get(*indices)
+                .iter()
+                .flat_map(|x| {
+                    let r = (x.max(0.0) as usize).min(rows - 1);
+                    table[r * width..(r + 1) * width].iter().copied()
+                })
+                .collect(),
+        ),
+        Step::Const { data, .. } => Rc::new(data.clone()),
+        Step::LayerNorm {
+            a,
+            b,
+            gamma,
+            beta,
+            eps,
+            len,
+            ..
+        } => {
+            let a = get(*a);
+            let x: Vec<f64> = match b {
+                Some(b) => a.iter().zip(get(*b).iter()).map(|(x, y)| x + y).collect(),
+                None => a.to_vec(),
+            };
+            let mut out = Vec::with_capacity(x.len());
+            for row in x.chunks(*len) {
+                let mean = row.iter().sum::<f64>() / *len as f64;
+                let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / *len as f64;
+                let inv = 1.0 / (var + eps).sqrt();
+                out.extend(
+                    row.iter()
+                        .enumerate()
+                        .map(|(l, v)| (v - mean) * inv * gamma[l] + beta[l]),
+                );
+            }
+            Rc::new(out)
+        }
+        Step::ActMatMul {
+            a,
+            b,
+            dims,
+            a_stride,
+            b_stride,
+            o_stride,
+            ..
+        } => {
+            let (a, b) = (get(*a), get(*b));
+            let [batch, m, n, k] = *dims;
+            let mut out = vec![0.0; batch * m * n];
+            for t in 0..batch {
+                for i in 0..m {
+                    for j in 0..n {
+                        let mut acc = 0.0;
+                        for kk in 0..k {
+                            acc += a[t * a_stride[0] + i * a_stride[1] + kk * a_stride[2]]
+                                * b[t * b_stride[0] + j * b_stride[1] + kk * b_stride[2]];
+                        }
+                        out[t * o_stride[0] + i * o_stride[1] + j * o_stride[2]] = acc;
+                    }
+                }
+            }
+            Rc::new(out)
+        }
+        Step::MaskedSoftmax {
+            input, mask, len, ..
+        } => {
+            let mask = get(*mask);
+            let mut out = Vec::new();
+            for row in get(*input).chunks(*len) {
+                let on = |l: usize| mask[l] != 0.0;
+                let mx = (0..*len)
+                    .filter(|l| on(*l))
+                    .fold(f64::NEG_INFINITY, |m, l| m.max(row[l]));
+                let e: Vec<f64> = (0..*len)
+                    .map(|l| {
+                        if on(l) {
+                            super::mathfn::exp(row[l] - mx)
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                let sum: f64 = e.iter().sum();
+                out.extend(e.iter().map(|e| if sum > 0.0 { e / sum } else { 0.0 }));
+            }
+            Rc::new(out)
+        }
     }
 }
 
-/// Per value: `max |x|` and whether a non-finite value occurred.
-type Ranges = Vec<(f64, bool)>;
+/// Per value: `max |x|` and whether a non-finite value occurred; per
+/// layer-norm output: `max |x|` of every column (last axis).
+#[derive(Clone)]
+struct Ranges {
+    max: Vec<(f64, bool)>,
+    cols: Vec<Option<Vec<f64>>>,
+}
+
+impl Ranges {
+    fn new(plan: &Plan) -> Self {
+        let mut cols = vec![None; plan.values.len()];
+        for step in &plan.steps {
+            if let Step::LayerNorm { output, len, .. } = step {
+                cols[*output] = Some(vec![0.0; *len]);
+            }
+        }
+        Self {
+            max: vec![(0.0, false); plan.values.len()],
+            cols,
+        }
+    }
+}
+
+/// Calibrated ranges: `max |x|` of every value, and of every column of
+/// every layer-norm output (`None` for other values).
+pub struct Calibration {
+    pub max: Vec<f64>,
+    pub columns: Vec<Option<Vec<f64>>>,
+}
 
 /// Runs one sample, recording ranges; returns the plan's outputs.
 fn run_sample(
@@ -248,9 +377,15 @@ fn run_sample(
     let mut record = |v: ValueId, data: &[f64]| {
         for x in data {
             if !x.is_finite() {
-                ranges[v].1 = true;
-            } else if x.abs() > ranges[v].0 {
-                ranges[v].0 = x.abs();
+                ranges.max[v].1 = true;
+            } else if x.abs() > ranges.max[v].0 {
+                ranges.max[v].0 = x.abs();
+            }
+        }
+        if let Some(c) = ranges.cols[v].as_mut() {
+            let len = c.len();
+            for (i, x) in data.iter().enumerate() {
+                c[i % len] = c[i % len].max(x.abs());
             }
         }
     };
@@ -293,24 +428,41 @@ fn last_uses(plan: &Plan) -> Vec<usize> {
 /// integer program approximates).
 pub fn evaluate(plan: &Plan, sample: &[Vec<f32>]) -> Result<Vec<Vec<f64>>, LowerError> {
     check_samples(plan, &[sample.to_vec()])?;
-    let mut ranges = vec![(0.0, false); plan.values.len()];
+    let mut ranges = Ranges::new(plan);
     Ok(run_sample(plan, sample, &last_uses(plan), &mut ranges))
 }
 
 /// `max |x|` of every value over the samples (0 for values never
 /// computed). Fails if some value is not finite.
 pub fn calibrate(plan: &Plan, samples: &[Vec<Vec<f32>>]) -> Result<Vec<f64>, LowerError> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    calibrate_with_threads(plan, samples, threads)
+}
+
+/// [`calibrate`] on `threads` threads (the result does not depend on it).
+pub fn calibrate_with_threads(
+    plan: &Plan,
+    samples: &[Vec<Vec<f32>>],
+    threads: usize,
+) -> Result<Vec<f64>, LowerError> {
+    Ok(calibrate_full(plan, samples, threads)?.max)
+}
+
+/// [`calibrate`] with the per-column ranges of layer-norm outputs.
+pub fn calibrate_full(
+    plan: &Plan,
+    samples: &[Vec<Vec<f32>>],
+    threads: usize,
+) -> Result<Calibration, LowerError> {
     check_samples(plan, samples)?;
     let last_use = last_uses(plan);
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(samples.len());
+    let threads = threads.clamp(1, samples.len());
     let partial: Vec<Ranges> = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
             .map(|t| {
                 let last_use = &last_use;
                 s.spawn(move || {
-                    let mut ranges = vec![(0.0, false); plan.values.len()];
+                    let mut ranges = Ranges::new(plan);
                     for sample in samples.iter().skip(t).step_by(threads) {
                         run_sample(plan, sample, last_use, &mut ranges);
                     }
@@ -324,9 +476,13 @@ pub fn calibrate(plan: &Plan, samples: &[Vec<Vec<f32>>]) -> Result<Vec<f64>, Low
             .collect()
     });
     let mut out = vec![0.0f64; plan.values.len()];
+    let mut columns = Ranges::new(plan).cols;
     for (v, o) in out.iter_mut().enumerate() {
         for r in &partial {
-            if r[v].1 {
+            if let (Some(c), Some(rc)) = (columns[v].as_mut(), r.cols[v].as_ref()) {
+                c.iter_mut().zip(rc).for_each(|(a, b)| *a = a.max(*b));
+            }
+            if r.max[v].1 {
                 return Err(LowerError::Unsupported {
                     node: plan.values[v].name.clone(),
                     op: "calibration".into(),
@@ -335,8 +491,24 @@ pub fn calibrate(plan: &Plan, samples: &[Vec<Vec<f32>>]) -> Result<Vec<f64>, Low
                             .into(),
                 });
             }
-            *o = o.max(r[v].0);
+            *o = o.max(r.max[v].0);
         }
     }
-    Ok(out)
+    Ok(Calibration { max: out, columns })
+}
+
+/// Every value of the plan on one sample, in `f64` (`None` for values the
+/// plan never computes), for per-tensor error reports of the integer
+/// program.
+pub fn evaluate_all(plan: &Plan, sample: &[Vec<f32>]) -> Result<Vec<Option<Vec<f64>>>, LowerError> {
+    check_samples(plan, &[sample.to_vec()])?;
+    let mut vals: Vec<Option<Rc<Vec<f64>>>> = vec![None; plan.values.len()];
+    for (x, v) in sample.iter().zip(&plan.inputs) {
+        vals[*v] = Some(Rc::new(x.iter().map(|f| f64::from(*f)).collect()));
+    }
+    for step in &plan.steps {
+        let out = run_step(plan, step, &vals);
+        vals[step.output()] = Some(out);
+    }
+    Ok(vals.into_iter().map(|v| v.map(|x| x.to_vec())).collect())
 }

@@ -145,6 +145,9 @@ pub fn load(path: &Path, overrides: &[(String, Vec<usize>)]) -> Result<Loaded, L
         check_graph(graph, 0)?;
         let onnx_ops = count_ops(graph);
         let parameters = count_parameters(graph);
+        // Exporters' `value_info` may name symbolic dimensions that clash
+        // with the concrete input shapes set below; tract infers them anyway.
+        let onnx = onnx.with_ignore_value_info(true);
         let parsed = onnx.parse(&proto, None).map_err(onnx_err)?;
         if !parsed.unresolved_inputs.is_empty() {
             return Err(LowerError::Onnx(format!(
@@ -178,15 +181,22 @@ pub fn load(path: &Path, overrides: &[(String, Vec<usize>)]) -> Result<Loaded, L
                 .map_err(onnx_err)?
                 .datum_type
                 .concretize();
-            if dt.is_some_and(|dt| dt != f32::datum_type()) {
-                return Err(LowerError::Unsupported {
-                    node: name.clone(),
-                    op: "Source".into(),
-                    reason: format!("input type {dt:?}: only f32 inputs are quantized"),
-                });
-            }
+            // f32 inputs are quantized; integer inputs (token ids, masks)
+            // are read as raw i32.
+            let dt = match dt {
+                None => f32::datum_type(),
+                Some(dt) if dt == f32::datum_type() || dt == i64::datum_type() => dt,
+                Some(dt) if dt == i32::datum_type() => dt,
+                Some(dt) => {
+                    return Err(LowerError::Unsupported {
+                        node: name.clone(),
+                        op: "Source".into(),
+                        reason: format!("input type {dt:?}: only f32, i64 and i32 inputs"),
+                    })
+                }
+            };
             model
-                .set_input_fact(ix, InferenceFact::dt_shape(f32::datum_type(), shape))
+                .set_input_fact(ix, InferenceFact::dt_shape(dt, shape))
                 .map_err(onnx_err)?;
         }
         let model = model

@@ -8,6 +8,7 @@
 //! per-output-channel symmetric `i8`, biases `i32` in the accumulator's
 //! scale, and requantization multiplies by `s_in * s_w[oc] / s_out`.
 
+use super::calibrate::Calibration;
 use super::mathfn;
 use super::plan::{Plan, Step, ValueId};
 use super::quantize::{
@@ -44,6 +45,11 @@ struct Lowering<'a> {
     tensors: Vec<Option<TensorId>>,
     /// Values that are (through aliases) model outputs.
     output_roots: Vec<bool>,
+    /// Per-column scales (see [`column_scales`]).
+    cols: Vec<Option<Vec<f32>>>,
+    /// Activation products kept as exact `i32` sums (read only by a masked
+    /// softmax), with scale `s_a * s_b`.
+    wide: Vec<bool>,
 }
 
 impl Lowering<'_> {
@@ -96,8 +102,19 @@ impl Lowering<'_> {
         } else {
             kind
         };
-        let t = self.b.tensor(&value.name, DType::I8, &self.shape(v), kind);
-        self.b.set_quant(t, self.scales[v], 0);
+        let t = if value.integer {
+            self.room(&value.name, value.len(), 4)?;
+            self.b.tensor(&value.name, DType::I32, &self.shape(v), kind)
+        } else if self.wide[v] {
+            self.room(&value.name, value.len(), 4)?;
+            let t = self.b.tensor(&value.name, DType::I32, &self.shape(v), kind);
+            self.b.set_quant(t, self.scales[v], 0);
+            t
+        } else {
+            let t = self.b.tensor(&value.name, DType::I8, &self.shape(v), kind);
+            self.b.set_quant(t, self.scales[v], 0);
+            t
+        };
         self.tensors[v] = Some(t);
         Ok(t)
     }
@@ -133,8 +150,23 @@ impl Lowering<'_> {
         bias: &[f64],
         relu: bool,
     ) -> Result<(TensorId, TensorId, ir::Requant), LowerError> {
-        let (s_in, s_out) = (self.scales[input], self.scales[output]);
+        let (mut s_in, s_out) = (self.scales[input], self.scales[output]);
         let channels = bias.len();
+        // A per-column input scale goes into the weights: column `kk` of
+        // the input is `q * sc[kk]`.
+        let scaled: Vec<f64>;
+        let weight = match &self.cols[input] {
+            Some(sc) => {
+                s_in = 1.0;
+                scaled = weight
+                    .iter()
+                    .enumerate()
+                    .map(|(i, w)| w * f64::from(sc[i % sc.len()]))
+                    .collect();
+                &scaled[..]
+            }
+            None => weight,
+        };
         let (wq, sw) = quantize_rows(weight, channels);
         let k = weight.len() / channels.max(1);
         let bq = quantize_bias(bias, s_in, &sw, k).map_err(|e| err(name, op, e))?;
@@ -153,12 +185,124 @@ impl Lowering<'_> {
         Ok((w, bias, rq))
     }
 
+    /// The softmax's `exp` table: `table[d] = round(2^20 exp(-d s_in))`.
+    fn exp_table(&mut self, name: &str, input: ValueId) -> Result<TensorId, LowerError> {
+        self.exp_table_step(name, f64::from(self.scales[input]))
+    }
+
+    /// `table[d] = round(2^20 exp(-d s_in))`.
+    fn exp_table_step(&mut self, name: &str, s_in: f64) -> Result<TensorId, LowerError> {
+        let table: Vec<i32> = (0..256)
+            .map(|d| {
+                round_clamp(
+                    mathfn::exp(-f64::from(d) * s_in) * f64::from(1 << 20),
+                    0,
+                    1 << 20,
+                )
+            })
+            .collect();
+        self.room(name, 256, 4)?;
+        Ok(self.b.const_i32(&format!("{name}.exp"), &[256], &table))
+    }
+
+    /// The integer layer normalization (see [`ir::LayerNorm`]). With `u`
+    /// the real value of one unit of `x = a wa + b wb`: `wa + wb` is as
+    /// large as `4 len^3 (127 (wa + wb))^2 < 2^61` allows (so the variance
+    /// sum stays below 2^62), `eps` is `eps len^3 / u^2`, and `k` the
+    /// largest shift (<= 30) that keeps `|gamma|, |beta| < 2^30`.
+    fn layer_norm(
+        &mut self,
+        name: &str,
+        (a, b, out_v): (ValueId, Option<ValueId>, ValueId),
+        (gamma, beta, eps): (&[f64], &[f64], f64),
+        rows: usize,
+        len: usize,
+    ) -> Result<Op, LowerError> {
+        let e = |m: &str| err(name, "LayerNormalization", m);
+        let lf = len as f64;
+        let budget = (2f64.powi(30) / (lf * lf.sqrt()) / 127.0 * 0.99).floor();
+        let col = |w: &Self, v: ValueId| -> Vec<f64> {
+            match &w.cols[v] {
+                Some(c) => c.iter().map(|s| f64::from(*s)).collect(),
+                None => vec![f64::from(w.scales[v]); len],
+            }
+        };
+        let sa = col(self, a);
+        let sb = b.map_or(vec![0.0; len], |b| col(self, b));
+        let so = col(self, out_v);
+        let top = sa.iter().chain(&sb).fold(0.0f64, |m, s| m.max(*s));
+        let w = if b.is_some() {
+            (budget / 2.0).floor()
+        } else {
+            budget
+        };
+        if w < 1.0 || top.is_nan() || top <= 0.0 {
+            return Err(e("row too long for the integer layer normalization"));
+        }
+        let wa: Vec<i32> = sa.iter().map(|s| (s / top * w).round() as i32).collect();
+        let wb: Vec<i32> = sb.iter().map(|s| (s / top * w).round() as i32).collect();
+        let unit = top / w;
+        let eps_i = round_clamp(eps * lf * lf * lf / (unit * unit), 0, i32::MAX);
+        let (g, bt): (Vec<f64>, Vec<f64>) = (
+            gamma
+                .iter()
+                .zip(&so)
+                .map(|(g, s)| g * lf.sqrt() / s)
+                .collect(),
+            beta.iter().zip(&so).map(|(b, s)| b / s).collect(),
+        );
+        let big = g.iter().chain(&bt).fold(0.0f64, |m, v| m.max(v.abs()));
+        let mut k = 30;
+        while k > 1 && big * 2f64.powi(k) >= 2f64.powi(30) {
+            k -= 1;
+        }
+        if big * 2f64.powi(k) >= 2f64.powi(30) || !big.is_finite() {
+            return Err(e("scale or offset too large for the output scale"));
+        }
+        let q = |v: &[f64]| -> Vec<i32> {
+            v.iter()
+                .map(|x| round_clamp(x * 2f64.powi(k), -(1 << 30), 1 << 30))
+                .collect()
+        };
+        let (gq, bq) = (q(&g), q(&bt));
+        let wa = self.const_i32(&format!("{name}.wa"), &wa)?;
+        let wb = self.const_i32(&format!("{name}.wb"), &wb)?;
+        let gamma = self.const_i32(&format!("{name}.gamma"), &gq)?;
+        let beta = self.const_i32(&format!("{name}.beta"), &bq)?;
+        let ta = self.tensor(a);
+        Ok(Op::LayerNorm(ir::LayerNorm {
+            a: ta,
+            b: b.map_or(ta, |b| self.tensor(b)),
+            output: self.define(out_v, TensorKind::Activation)?,
+            gamma,
+            beta,
+            rows: rows as u32,
+            len: len as u32,
+            wa,
+            wb,
+            eps: eps_i,
+            k,
+        }))
+    }
+
     fn step(&mut self, step: &Step) -> Result<(), LowerError> {
         if let Step::Alias { input, output } = step {
             let t = self.tensor(*input);
             let shape = self.shape(*output);
             let a = self.b.alias(t, &self.plan.values[*output].name, &shape);
             self.tensors[*output] = Some(a);
+            return Ok(());
+        }
+        if let Step::Const { name, output, data } = step {
+            let s = f64::from(self.scales[*output]);
+            let q: Vec<i8> = data
+                .iter()
+                .map(|x| round_clamp(x / s, -128, 127) as i8)
+                .collect();
+            let shape = self.plan.values[*output].shape.clone();
+            let t = self.const_i8(name, &shape, &q)?;
+            self.b.set_quant(t, self.scales[*output], 0);
+            self.tensors[*output] = Some(t);
             return Ok(());
         }
         let out_v = step.output();
@@ -306,18 +450,7 @@ impl Lowering<'_> {
             } => {
                 // table[d] = round(2^20 exp(-d s_in)); the output's scale is
                 // 1/127 (set in `lower`).
-                let s_in = f64::from(self.scales[*input]);
-                let table: Vec<i32> = (0..256)
-                    .map(|d| {
-                        round_clamp(
-                            mathfn::exp(-f64::from(d) * s_in) * f64::from(1 << 20),
-                            0,
-                            1 << 20,
-                        )
-                    })
-                    .collect();
-                self.room(name, 256, 4)?;
-                let table = self.b.const_i32(&format!("{name}.exp"), &[256], &table);
+                let table = self.exp_table(name, *input)?;
                 Op::Softmax(ir::Softmax {
                     input: self.tensor(*input),
                     table,
@@ -344,7 +477,109 @@ impl Lowering<'_> {
                     output: self.define(out_v, TensorKind::Activation)?,
                 })
             }
-            Step::Alias { .. } => unreachable!("handled above"),
+            Step::Gather {
+                name,
+                indices,
+                table,
+                rows,
+                width,
+                ..
+            } => {
+                let s = f64::from(self.scales[out_v]);
+                let q: Vec<i8> = table
+                    .iter()
+                    .map(|x| round_clamp(x / s, -128, 127) as i8)
+                    .collect();
+                let table = self.const_i8(&format!("{name}.table"), &[*rows, *width], &q)?;
+                let n = self.plan.values[*indices].len();
+                Op::Gather(ir::Gather {
+                    table,
+                    indices: self.tensor(*indices),
+                    output: self.define(out_v, TensorKind::Activation)?,
+                    rows: *rows as u32,
+                    width: *width as u32,
+                    n: n as u32,
+                })
+            }
+            Step::LayerNorm {
+                name,
+                a,
+                b,
+                gamma,
+                beta,
+                eps,
+                rows,
+                len,
+                ..
+            } => self.layer_norm(name, (*a, *b, out_v), (gamma, beta, *eps), *rows, *len)?,
+            Step::ActMatMul {
+                name,
+                a,
+                b,
+                dims,
+                a_stride,
+                b_stride,
+                o_stride,
+                ..
+            } => {
+                let real = f64::from(self.scales[*a]) * f64::from(self.scales[*b])
+                    / f64::from(self.scales[out_v]);
+                let (m, sh) = if self.wide[out_v] {
+                    (0, 1)
+                } else {
+                    multiplier(real).map_err(|e| err(name, "EinSum", e))?
+                };
+                let [batch, mm, n, k] = dims.map(|v| v as u32);
+                Op::ActMatMul(ir::ActMatMul {
+                    a: self.tensor(*a),
+                    b: self.tensor(*b),
+                    output: self.define(out_v, TensorKind::Activation)?,
+                    batch,
+                    m: mm,
+                    n,
+                    k,
+                    a_stride: a_stride.map(|v| v as u32),
+                    b_stride: b_stride.map(|v| v as u32),
+                    o_stride: o_stride.map(|v| v as u32),
+                    multiplier: m,
+                    shift: sh,
+                })
+            }
+            Step::MaskedSoftmax {
+                name,
+                input,
+                mask,
+                rows,
+                len,
+                ..
+            } => {
+                let (table, multiplier, shift, dmax) = if self.wide[*input] {
+                    // Exact i32 scores: the table steps by 1/16 (exp(-16)
+                    // ~ 1e-7 at its end), the index is the score difference
+                    // times s_in * 16, saturated.
+                    let ratio = f64::from(self.scales[*input]) * 16.0;
+                    let (m, sh) = multiplier(ratio).map_err(|e| err(name, "Softmax", e))?;
+                    if sh > 54 {
+                        return Err(err(name, "Softmax", "score scale too small"));
+                    }
+                    let dmax = (256.0 / ratio).ceil().min(f64::from((1 << 23) - 1)) as i32;
+                    (self.exp_table_step(name, 1.0 / 16.0)?, m, sh, dmax)
+                } else {
+                    (self.exp_table(name, *input)?, 1, 0, 255)
+                };
+                Op::MaskedSoftmax(ir::MaskedSoftmax {
+                    input: self.tensor(*input),
+                    mask: self.tensor(*mask),
+                    table,
+                    output: self.define(out_v, TensorKind::Activation)?,
+                    rows: *rows as u32,
+                    len: *len as u32,
+                    multiplier,
+                    shift,
+                    dmax,
+                })
+            }
+            Step::Alias { .. } | Step::Const { .. } => unreachable!("handled above"),
         };
         let name = match step {
             Step::Conv { name, .. }
@@ -353,8 +588,12 @@ impl Lowering<'_> {
             | Step::Add { name, .. }
             | Step::ChannelMul { name, .. }
             | Step::Softmax { name, .. }
-            | Step::Pointwise { name, .. } => name,
-            Step::Alias { .. } => unreachable!("handled above"),
+            | Step::Pointwise { name, .. }
+            | Step::Gather { name, .. }
+            | Step::LayerNorm { name, .. }
+            | Step::ActMatMul { name, .. }
+            | Step::MaskedSoftmax { name, .. } => name,
+            Step::Alias { .. } | Step::Const { .. } => unreachable!("handled above"),
         };
         self.b.node(name, op);
         Ok(())
@@ -373,7 +612,10 @@ pub fn check_size(plan: &Plan) -> Result<(), LowerError> {
                 len(step.output()) + weight.len() as u64 + 12 * bias.len() as u64
             }
             Step::Pointwise { .. } => len(step.output()) + 256,
-            Step::Softmax { .. } => len(step.output()) + 1024,
+            Step::Softmax { .. } | Step::MaskedSoftmax { .. } => len(step.output()) + 1024,
+            Step::Gather { table, .. } => len(step.output()) + table.len() as u64,
+            Step::Const { data, .. } => data.len() as u64,
+            Step::LayerNorm { len: l, .. } => len(step.output()) + 8 * *l as u64,
             _ => len(step.output()),
         });
     }
@@ -387,11 +629,46 @@ pub fn check_size(plan: &Plan) -> Result<(), LowerError> {
     Ok(())
 }
 
+/// Per-column scales (`max |x[.., l]| / 127`) of the layer-norm outputs
+/// that only row-major matmuls over their last axis (which absorb the
+/// scale of input column `l` into their weights) and layer norms (per-column
+/// `wa`, `wb`) read; `None` for every other value. BERT-like models have a
+/// few layer-norm output columns far larger than the rest, which a single
+/// scale would leave with a few levels.
+fn column_scales(
+    plan: &Plan,
+    ranges: &Calibration,
+    output_roots: &[bool],
+) -> Vec<Option<Vec<f32>>> {
+    let mut cols: Vec<Option<Vec<f32>>> = vec![None; plan.values.len()];
+    for step in &plan.steps {
+        let Step::LayerNorm { output, len, .. } = step else {
+            continue;
+        };
+        let v = *output;
+        let ok = !output_roots[v]
+            && plan.steps.iter().all(|s| {
+                !s.inputs().contains(&v)
+                    || match s {
+                        Step::MatMul {
+                            input, a_stride, k, ..
+                        } => *input == v && *a_stride == [*len, 1] && k == len,
+                        Step::LayerNorm { .. } => true,
+                        _ => false,
+                    }
+            });
+        if let (true, Some(c)) = (ok, ranges.columns[v].as_ref()) {
+            cols[v] = Some(c.iter().map(|m| act_scale(*m)).collect());
+        }
+    }
+    cols
+}
+
 /// Lowers `plan` with the calibrated `max |x|` of every value.
-pub fn lower(plan: &Plan, ranges: &[f64]) -> Result<Lowered, LowerError> {
+pub fn lower(plan: &Plan, ranges: &Calibration) -> Result<Lowered, LowerError> {
     let n = plan.values.len();
     let mut alias_of: Vec<Option<ValueId>> = vec![None; n];
-    let mut scales: Vec<f32> = ranges.iter().map(|r| act_scale(*r)).collect();
+    let mut scales: Vec<f32> = ranges.max.iter().map(|r| act_scale(*r)).collect();
     for step in &plan.steps {
         match step {
             Step::MaxPool { input, output, .. } | Step::Alias { input, output } => {
@@ -401,7 +678,13 @@ pub fn lower(plan: &Plan, ranges: &[f64]) -> Result<Lowered, LowerError> {
                 }
             }
             // Probabilities in units of 1/127 (see `ir::Softmax`).
-            Step::Softmax { output, .. } => scales[*output] = 1.0 / 127.0,
+            Step::Softmax { output, .. } | Step::MaskedSoftmax { output, .. } => {
+                scales[*output] = 1.0 / 127.0
+            }
+            // A lookup copies bytes: the output has the table's scale.
+            Step::Gather { output, table, .. } => {
+                scales[*output] = act_scale(table.iter().fold(0.0, |m, x| m.max(x.abs())))
+            }
             _ => {}
         }
     }
@@ -428,12 +711,29 @@ pub fn lower(plan: &Plan, ranges: &[f64]) -> Result<Lowered, LowerError> {
             return Err(err(&v.name, "memory", "tensor too large"));
         }
     }
+    let cols = column_scales(plan, ranges, &output_roots);
+    let mut wide = vec![false; n];
+    for step in &plan.steps {
+        if let Step::ActMatMul { a, b, output, .. } = step {
+            let v = *output;
+            let only_softmax = plan.steps.iter().all(|s| {
+                !s.inputs().contains(&v)
+                    || matches!(s, Step::MaskedSoftmax { input, mask, .. } if *input == v && *mask != v)
+            });
+            if !output_roots[v] && only_softmax {
+                wide[v] = true;
+                scales[v] = scales[*a] * scales[*b];
+            }
+        }
+    }
     let mut l = Lowering {
         plan,
         b: ProgramBuilder::new(),
         scales,
         tensors: vec![None; n],
         output_roots,
+        cols,
+        wide,
     };
     for v in &plan.inputs {
         l.define(*v, TensorKind::Input)?;

@@ -17,6 +17,7 @@ pub mod mathfn;
 pub mod plan;
 pub mod quantize;
 pub mod report;
+pub mod transformer;
 
 pub use api::{dequantize_output, import, quantize_input, ImportOptions, Imported};
 pub use report::ImportReport;

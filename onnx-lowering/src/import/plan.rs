@@ -13,6 +13,8 @@ pub type ValueId = usize;
 pub struct Value {
     pub name: String,
     pub shape: Vec<usize>,
+    /// Raw integers (token ids, masks): an `i32` tensor without a scale.
+    pub integer: bool,
 }
 
 impl Value {
@@ -105,6 +107,57 @@ pub enum Step {
     },
     /// The same bytes with another shape.
     Alias { input: ValueId, output: ValueId },
+    /// Embedding lookup: `out[i, :] = table[clamp(idx[i]), :]`, `table`
+    /// `[rows, width]`, `indices` an integer value.
+    Gather {
+        name: String,
+        indices: ValueId,
+        output: ValueId,
+        table: Vec<f64>,
+        rows: usize,
+        width: usize,
+    },
+    /// A constant tensor read as an activation (e.g. position embeddings).
+    Const {
+        name: String,
+        output: ValueId,
+        data: Vec<f64>,
+    },
+    /// Layer normalization of `a` (plus `b`) over the last axis.
+    LayerNorm {
+        name: String,
+        a: ValueId,
+        b: Option<ValueId>,
+        output: ValueId,
+        gamma: Vec<f64>,
+        beta: Vec<f64>,
+        eps: f64,
+        rows: usize,
+        len: usize,
+    },
+    /// `out[t, i, j] = sum_k a[t, i, k] b[t, j, k]` with element strides
+    /// (batch, row, k), (batch, column, k) and (batch, row, column);
+    /// `dims` is `[batch, m, n, k]`.
+    ActMatMul {
+        name: String,
+        a: ValueId,
+        b: ValueId,
+        output: ValueId,
+        dims: [usize; 4],
+        a_stride: [usize; 3],
+        b_stride: [usize; 3],
+        o_stride: [usize; 3],
+    },
+    /// Softmax over rows of `len` values, column `l` taking part iff
+    /// `mask[l] != 0` (an all-masked row is 0).
+    MaskedSoftmax {
+        name: String,
+        input: ValueId,
+        mask: ValueId,
+        output: ValueId,
+        rows: usize,
+        len: usize,
+    },
 }
 
 impl Step {
@@ -117,7 +170,12 @@ impl Step {
             | Step::ChannelMul { output, .. }
             | Step::Softmax { output, .. }
             | Step::Pointwise { output, .. }
-            | Step::Alias { output, .. } => *output,
+            | Step::Alias { output, .. }
+            | Step::Gather { output, .. }
+            | Step::Const { output, .. }
+            | Step::LayerNorm { output, .. }
+            | Step::ActMatMul { output, .. }
+            | Step::MaskedSoftmax { output, .. } => *output,
         }
     }
 
@@ -131,6 +189,11 @@ impl Step {
             | Step::Alias { input, .. } => vec![*input],
             Step::Add { a, b, .. } => vec![*a, *b],
             Step::ChannelMul { a, s, .. } => vec![*a, *s],
+            Step::Gather { indices, .. } => vec![*indices],
+            Step::Const { .. } => vec![],
+            Step::LayerNorm { a, b, .. } => std::iter::once(*a).chain(*b).collect(),
+            Step::ActMatMul { a, b, .. } => vec![*a, *b],
+            Step::MaskedSoftmax { input, mask, .. } => vec![*input, *mask],
         }
     }
 }
@@ -149,8 +212,16 @@ impl Plan {
         self.values.push(Value {
             name: name.into(),
             shape: shape.to_vec(),
+            integer: false,
         });
         self.values.len() - 1
+    }
+
+    /// A new raw-integer value.
+    pub fn int_value(&mut self, name: &str, shape: &[usize]) -> ValueId {
+        let v = self.value(name, shape);
+        self.values[v].integer = true;
+        v
     }
 }
 

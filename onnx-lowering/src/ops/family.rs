@@ -3,7 +3,10 @@
 
 use crate::error::LowerError;
 use crate::ir::{Op, Program};
-use crate::ops::{channel_mul, conv, elementwise, matmul, pool, softmax};
+use crate::ops::{
+    act_matmul, channel_mul, conv, elementwise, gather, layer_norm, masked_softmax, matmul, pool,
+    softmax,
+};
 use std::sync::LazyLock;
 
 /// How much work one step should do.
@@ -31,7 +34,7 @@ pub struct Scheduled {
 }
 
 /// Every kernel, in kernel-id order (conv's text is generated on first use).
-pub static KERNELS: LazyLock<[&Kernel; 7]> = LazyLock::new(|| {
+pub static KERNELS: LazyLock<[&Kernel; 11]> = LazyLock::new(|| {
     [
         &matmul::KERNEL,
         &conv::KERNEL,
@@ -40,6 +43,10 @@ pub static KERNELS: LazyLock<[&Kernel; 7]> = LazyLock::new(|| {
         &elementwise::LUT_KERNEL,
         &channel_mul::KERNEL,
         &softmax::KERNEL,
+        &gather::KERNEL,
+        &layer_norm::KERNEL,
+        &act_matmul::KERNEL,
+        &masked_softmax::KERNEL,
     ]
 });
 
@@ -61,6 +68,10 @@ pub fn schedule(op: &Op, p: &Program, budget: &Budget) -> Result<Scheduled, Lowe
         Op::Lut(o) => Ok(elementwise::schedule_lut(o, p, budget)),
         Op::ChannelMul(o) => Ok(channel_mul::schedule(o, p, budget)),
         Op::Softmax(o) => Ok(softmax::schedule(o, p, budget)),
+        Op::Gather(o) => Ok(gather::schedule(o, p, budget)),
+        Op::LayerNorm(o) => Ok(layer_norm::schedule(o, p, budget)),
+        Op::ActMatMul(o) => Ok(act_matmul::schedule(o, p, budget)),
+        Op::MaskedSoftmax(o) => Ok(masked_softmax::schedule(o, p, budget)),
     }
 }
 
@@ -74,6 +85,10 @@ pub fn run_native(op: &Op, p: &Program, mem: &mut [u8]) -> Result<(), LowerError
         Op::Lut(o) => elementwise::run_lut(o, p, mem),
         Op::ChannelMul(o) => channel_mul::run_native(o, p, mem),
         Op::Softmax(o) => softmax::run_native(o, p, mem),
+        Op::Gather(o) => gather::run_native(o, p, mem),
+        Op::LayerNorm(o) => layer_norm::run_native(o, p, mem),
+        Op::ActMatMul(o) => act_matmul::run_native(o, p, mem),
+        Op::MaskedSoftmax(o) => masked_softmax::run_native(o, p, mem),
     }
     Ok(())
 }

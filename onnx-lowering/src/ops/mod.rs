@@ -6,10 +6,14 @@
 //! branches depend only on shapes and unit indices), so the fuel of every
 //! step is the same for every input.
 
+pub mod act_matmul;
 pub mod channel_mul;
 pub mod conv;
 pub mod elementwise;
 pub mod family;
+pub mod gather;
+pub mod layer_norm;
+pub mod masked_softmax;
 pub mod matmul;
 pub mod mem;
 pub mod pool;

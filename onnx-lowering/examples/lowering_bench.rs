@@ -3,7 +3,7 @@
 //! executor and the metered Wasm sandbox, and top-1 agreement of the integer
 //! model with the f32 reference.
 //!
-//! `cargo run --locked --release -p opml-lowering --example bench [-- --quick]`
+//! `cargo run --locked --release -p opml-lowering --example lowering_bench [-- --quick]`
 //!
 //! Each repetition runs every variant once over the same inputs, back to
 //! back; times are medians over repetitions, ratios medians of the
@@ -88,7 +88,10 @@ fn work(op: &Op, p: &Program) -> u64 {
         Op::MatMul(m) => u64::from(m.m) * u64::from(m.k) * u64::from(m.n),
         Op::MaxPool(m) => out * u64::from(m.kernel[0] * m.kernel[1]),
         Op::Add(_) | Op::Lut(_) | Op::ChannelMul(_) => out,
-        Op::Softmax(_) => 3 * out,
+        Op::Softmax(_) | Op::MaskedSoftmax(_) => 3 * out,
+        Op::Gather(_) => out,
+        Op::LayerNorm(_) => 3 * out,
+        Op::ActMatMul(m) => u64::from(m.batch) * u64::from(m.m) * u64::from(m.n) * u64::from(m.k),
     }
 }
 

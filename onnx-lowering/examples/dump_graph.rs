@@ -1,0 +1,56 @@
+//! Prints tract's decluttered graph of an ONNX model whose inputs are int64
+//! `[1, SEQ]` (a debugging aid for new import rules), and with `--time
+//! TOKENS.npz` times tract's optimized f32 plan on the first row of the
+//! npz arrays (named as the inputs), the reference of the speed ratios.
+use std::time::Instant;
+use tract_onnx::prelude::*;
+
+const SEQ: usize = 32;
+
+fn main() -> TractResult<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let path = args
+        .get(1)
+        .expect("usage: dump_graph MODEL.onnx [--time TOKENS.npz]");
+    let mut model = tract_onnx::onnx()
+        .with_ignore_value_info(true)
+        .model_for_path(path)?;
+    for i in 0..model.inputs.len() {
+        model.set_input_fact(i, InferenceFact::dt_shape(i64::datum_type(), [1usize, SEQ]))?;
+    }
+    let typed = model.into_typed()?.into_decluttered()?;
+    if args.get(2).map(String::as_str) == Some("--time") {
+        let mut npz = npyz::npz::NpzArchive::open(&args[3])?;
+        let mut inputs = TVec::new();
+        for o in typed.input_outlets()? {
+            let name = &typed.node(o.node).name;
+            let arr = npz.by_name(name)?.expect("array named as the input");
+            let v: Vec<i64> = arr.into_vec::<i64>()?[..SEQ].to_vec();
+            inputs.push(tract_ndarray::Array2::from_shape_vec((1, SEQ), v)?.into_tvalue());
+        }
+        let plan = typed.into_optimized()?.into_runnable()?;
+        let mut times = Vec::new();
+        for _ in 0..7 {
+            let t = Instant::now();
+            plan.run(inputs.clone())?;
+            times.push(t.elapsed().as_secs_f64());
+        }
+        times.sort_by(f64::total_cmp);
+        println!("tract f32 optimized: median {:.4} s over 7 runs", times[3]);
+        return Ok(());
+    }
+    for id in typed.eval_order()? {
+        let n = typed.node(id);
+        let shapes: Vec<String> = n.outputs.iter().map(|o| format!("{:?}", o.fact)).collect();
+        println!(
+            "{} {} [{}] in={:?} -> {}",
+            id,
+            n.name,
+            n.op.name(),
+            n.inputs,
+            shapes.join(", ")
+        );
+        println!("      {:?}", n.op);
+    }
+    Ok(())
+}

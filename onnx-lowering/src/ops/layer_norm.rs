@@ -1,0 +1,177 @@
+//! Layer normalization over the last axis of the sum of two `i8` tensors
+//! (see [`crate::ir::LayerNorm`]): an exact integer mean and variance, a
+//! floor square root by 32 fixed bit steps, and one rounded division per
+//! element.
+//!
+//! A unit is a block of `rb` whole rows. Every row takes three passes of
+//! `len` elements and 32 square-root steps; the loops have static bounds
+//! and the square root and the floor division use `select`, so the fuel is
+//! the same for every input.
+
+use crate::ir::{LayerNorm, Program};
+use crate::ops::family::{Budget, Kernel, Scheduled};
+use crate::ops::mem::read_i32;
+
+/// Descriptor words: a, b, out, gamma, beta, rows, len, wa, wb (tensors),
+/// eps, k,
+/// rb. About 90 fuel per element plus 500 per row.
+pub const KERNEL: Kernel = Kernel {
+    name: "layer_norm",
+    wat: r#"
+  (func $layer_norm (param $d i32) (param $u i32)
+    (local $r i32) (local $r1 i32) (local $len i32) (local $pa i32) (local $pb i32) (local $po i32)
+    (local $pg i32) (local $pbt i32) (local $l i32) (local $pwa i32) (local $pwb i32) (local $o i32)
+    (local $lenx i64) (local $sum i64) (local $var i64)
+    (local $x i64) (local $dv i64) (local $res i64) (local $bit i64) (local $t i64)
+    (local $s i64) (local $den i64) (local $half i64) (local $n i64) (local $q i64) (local $k i64)
+    (local.set $len (i32.load offset=24 (local.get $d)))
+    (local.set $lenx (i64.extend_i32_u (local.get $len)))
+    (local.set $pwa (i32.load offset=28 (local.get $d)))
+    (local.set $pwb (i32.load offset=32 (local.get $d)))
+    (local.set $k (i64.load32_s offset=40 (local.get $d)))
+    (local.set $r (i32.mul (local.get $u) (i32.load offset=44 (local.get $d))))
+    (local.set $r1 (i32.add (local.get $r) (i32.load offset=44 (local.get $d))))
+    (local.set $r1 (select (i32.load offset=20 (local.get $d)) (local.get $r1)
+      (i32.gt_u (local.get $r1) (i32.load offset=20 (local.get $d)))))
+    (loop $rows
+      ;; sum of x = a * wa + b * wb
+      (local.set $pa (i32.add (i32.load offset=0 (local.get $d)) (i32.mul (local.get $r) (local.get $len))))
+      (local.set $pb (i32.add (i32.load offset=4 (local.get $d)) (i32.mul (local.get $r) (local.get $len))))
+      (local.set $sum (i64.const 0))
+      (local.set $l (i32.const 0))
+      (loop $s1
+        (local.set $sum (i64.add (local.get $sum) (i64.add
+          (i64.mul (i64.load8_s (i32.add (local.get $pa) (local.get $l)))
+            (i64.load32_s (i32.add (local.get $pwa) (local.tee $o (i32.shl (local.get $l) (i32.const 2))))))
+          (i64.mul (i64.load8_s (i32.add (local.get $pb) (local.get $l)))
+            (i64.load32_s (i32.add (local.get $pwb) (local.get $o)))))))
+        (local.set $l (i32.add (local.get $l) (i32.const 1)))
+        (br_if $s1 (i32.lt_u (local.get $l) (local.get $len))))
+      ;; sum of d^2, d = len * x - sum
+      (local.set $var (i64.const 0))
+      (local.set $l (i32.const 0))
+      (loop $s2
+        (local.set $dv (i64.sub (i64.mul (local.get $lenx) (i64.add
+          (i64.mul (i64.load8_s (i32.add (local.get $pa) (local.get $l)))
+            (i64.load32_s (i32.add (local.get $pwa) (local.tee $o (i32.shl (local.get $l) (i32.const 2))))))
+          (i64.mul (i64.load8_s (i32.add (local.get $pb) (local.get $l)))
+            (i64.load32_s (i32.add (local.get $pwb) (local.get $o))))))
+          (local.get $sum)))
+        (local.set $var (i64.add (local.get $var) (i64.mul (local.get $dv) (local.get $dv))))
+        (local.set $l (i32.add (local.get $l) (i32.const 1)))
+        (br_if $s2 (i32.lt_u (local.get $l) (local.get $len))))
+      (local.set $var (i64.add (local.get $var) (i64.load32_s offset=36 (local.get $d))))
+      ;; floor square root, one bit per step from 2^31 down
+      (local.set $res (i64.const 0))
+      (local.set $bit (i64.const 0x80000000))
+      (loop $sq
+        (local.set $t (i64.or (local.get $res) (local.get $bit)))
+        (local.set $res (select (local.get $t) (local.get $res)
+          (i64.le_u (i64.mul (local.get $t) (local.get $t)) (local.get $var))))
+        (local.set $bit (i64.shr_u (local.get $bit) (i64.const 1)))
+        (br_if $sq (i64.ne (local.get $bit) (i64.const 0))))
+      (local.set $s (select (local.get $res) (i64.const 1) (i64.gt_s (local.get $res) (i64.const 0))))
+      (local.set $den (i64.shl (local.get $s) (local.get $k)))
+      (local.set $half (i64.shl (local.get $s) (i64.sub (local.get $k) (i64.const 1))))
+      ;; out = clamp(floor((d * gamma + beta * S + S 2^(k-1)) / (S 2^k)))
+      (local.set $po (i32.add (i32.load offset=8 (local.get $d)) (i32.mul (local.get $r) (local.get $len))))
+      (local.set $pg (i32.load offset=12 (local.get $d)))
+      (local.set $pbt (i32.load offset=16 (local.get $d)))
+      (local.set $l (i32.const 0))
+      (loop $s3
+        (local.set $dv (i64.sub (i64.mul (local.get $lenx) (i64.add
+          (i64.mul (i64.load8_s (i32.add (local.get $pa) (local.get $l)))
+            (i64.load32_s (i32.add (local.get $pwa) (local.tee $o (i32.shl (local.get $l) (i32.const 2))))))
+          (i64.mul (i64.load8_s (i32.add (local.get $pb) (local.get $l)))
+            (i64.load32_s (i32.add (local.get $pwb) (local.get $o))))))
+          (local.get $sum)))
+        (local.set $n (i64.add (i64.add
+          (i64.mul (local.get $dv) (i64.load32_s (i32.add (local.get $pg) (i32.shl (local.get $l) (i32.const 2)))))
+          (i64.mul (local.get $s) (i64.load32_s (i32.add (local.get $pbt) (i32.shl (local.get $l) (i32.const 2))))))
+          (local.get $half)))
+        (local.set $q (i64.sub (i64.div_s (local.get $n) (local.get $den))
+          (i64.extend_i32_u (i32.and (i64.ne (i64.rem_s (local.get $n) (local.get $den)) (i64.const 0))
+            (i64.lt_s (local.get $n) (i64.const 0))))))
+        (local.set $q (select (i64.const -128) (local.get $q) (i64.lt_s (local.get $q) (i64.const -128))))
+        (local.set $q (select (i64.const 127) (local.get $q) (i64.gt_s (local.get $q) (i64.const 127))))
+        (i64.store8 (i32.add (local.get $po) (local.get $l)) (local.get $q))
+        (local.set $l (i32.add (local.get $l) (i32.const 1)))
+        (br_if $s3 (i32.lt_u (local.get $l) (local.get $len))))
+      (local.set $r (i32.add (local.get $r) (i32.const 1)))
+      (br_if $rows (i32.lt_u (local.get $r) (local.get $r1)))))
+"#,
+};
+
+/// Splits the rows into blocks within the budget (about 90 fuel and 11
+/// bytes per element, plus 500 fuel per row); about 100 fuel per element).
+pub fn schedule(op: &LayerNorm, p: &Program, budget: &Budget) -> Scheduled {
+    let (rows, len) = (u64::from(op.rows), u64::from(op.len));
+    let by_fuel = budget.unit_fuel / (110 * len + 500);
+    let by_bytes = budget.unit_bytes.saturating_sub(16 * len) / (3 * len);
+    let rb = by_fuel.min(by_bytes).clamp(1, rows.max(1));
+    let t = |id: usize| p.tensors[id].offset;
+    Scheduled {
+        kernel: KERNEL.name,
+        units: rows.div_ceil(rb) as u32,
+        descriptor: vec![
+            t(op.a),
+            t(op.b),
+            t(op.output),
+            t(op.gamma),
+            t(op.beta),
+            op.rows,
+            op.len,
+            t(op.wa),
+            t(op.wb),
+            op.eps as u32,
+            op.k as u32,
+            rb as u32,
+        ],
+    }
+}
+
+/// Floor square root of `v` as the kernel computes it (bits 31..0).
+pub fn isqrt(v: u64) -> u64 {
+    let mut res = 0u64;
+    for b in (0..32).rev() {
+        let t = res | (1 << b);
+        if t * t <= v {
+            res = t;
+        }
+    }
+    res
+}
+
+/// The whole normalization on the memory image (the kernel's wrapping
+/// `i64` arithmetic).
+pub fn run_native(op: &LayerNorm, p: &Program, mem: &mut [u8]) {
+    let t = |id: usize| p.tensors[id].offset as usize;
+    let (a, b, out, g, bt) = (t(op.a), t(op.b), t(op.output), t(op.gamma), t(op.beta));
+    let len = op.len as usize;
+    let (wa, wb, k) = (t(op.wa), t(op.wb), op.k as u32);
+    let lenx = len as i64;
+    for r in 0..op.rows as usize {
+        let x = |mem: &[u8], l: usize| -> i64 {
+            i64::from(mem[a + r * len + l] as i8) * i64::from(read_i32(mem, wa + 4 * l))
+                + i64::from(mem[b + r * len + l] as i8) * i64::from(read_i32(mem, wb + 4 * l))
+        };
+        let sum = (0..len).fold(0i64, |s, l| s.wrapping_add(x(mem, l)));
+        let var = (0..len).fold(0i64, |v, l| {
+            let d = lenx.wrapping_mul(x(mem, l)).wrapping_sub(sum);
+            v.wrapping_add(d.wrapping_mul(d))
+        });
+        let var = var.wrapping_add(i64::from(op.eps));
+        let s = (isqrt(var as u64) as i64).max(1);
+        let den = s.wrapping_shl(k);
+        let half = s.wrapping_shl(k.wrapping_sub(1));
+        for l in 0..len {
+            let d = lenx.wrapping_mul(x(mem, l)).wrapping_sub(sum);
+            let n = d
+                .wrapping_mul(i64::from(read_i32(mem, g + 4 * l)))
+                .wrapping_add(s.wrapping_mul(i64::from(read_i32(mem, bt + 4 * l))))
+                .wrapping_add(half);
+            let q = n.div_euclid(den);
+            mem[out + r * len + l] = q.clamp(-128, 127) as u8;
+        }
+    }
+}
