@@ -156,7 +156,8 @@ pub struct LowerArgs {
     /// Fix an input's shape: NAME=1x3x32x32 (repeatable).
     #[arg(long)]
     pub input_shape: Vec<String>,
-    /// Calibration data (.npz or .npy; first axis = samples) for a one-input model.
+    /// Calibration data (.npz or .npy; first axis = samples): the only array
+    /// of a one-input model, or one array per input named after it.
     #[arg(long)]
     pub calibrate: Option<PathBuf>,
     /// The array of the calibration .npz to use, if it holds several.

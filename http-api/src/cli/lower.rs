@@ -2,6 +2,7 @@
 
 use super::args::LowerArgs;
 use super::error::CliError;
+use super::tensors::NamedTensor;
 use indicatif::ProgressBar;
 use opml_lowering::codegen::CodegenOptions;
 use opml_lowering::import::{import, ImportOptions, ImportReport};
@@ -58,11 +59,55 @@ fn parse_shape(s: &str) -> Result<(String, Vec<usize>), CliError> {
     Ok((name.to_string(), dims))
 }
 
-/// Calibration samples of a one-input model from an `.npz`/`.npy`: the
-/// first axis indexes samples.
-fn calibration(path: &Path, array: Option<&str>) -> Result<Vec<Vec<Vec<f32>>>, CliError> {
+/// The first axis of `t` indexes samples: the flat values of each sample.
+fn samples_of<'a>(path: &Path, t: &'a NamedTensor) -> Result<Vec<&'a [f32]>, CliError> {
+    let n = *t.shape.first().unwrap_or(&0);
+    if n == 0 || t.data.len() % n != 0 {
+        return Err(CliError::BadInput(format!(
+            "{}: array {:?} has no samples along the first axis",
+            path.display(),
+            t.name
+        )));
+    }
+    Ok(t.data.chunks(t.data.len() / n).collect())
+}
+
+/// Calibration samples from an `.npz`/`.npy`; the first axis indexes
+/// samples. A multi-input model takes an `.npz` with one array per input,
+/// named after it (`inputs`: the model's input names, in order), all with
+/// the same number of samples; a one-input model takes the only array or
+/// the one `array` names.
+fn calibration(
+    path: &Path,
+    array: Option<&str>,
+    inputs: &[String],
+) -> Result<Vec<Vec<Vec<f32>>>, CliError> {
     let arrays = super::tensors::read_all(path)?;
     let names: Vec<&str> = arrays.iter().map(|a| a.name.as_str()).collect();
+    if array.is_none() && inputs.len() > 1 {
+        let per_input = inputs
+            .iter()
+            .map(|name| {
+                let t = arrays.iter().find(|a| &a.name == name).ok_or_else(|| {
+                    CliError::BadInput(format!(
+                        "{}: no array for model input {name:?} (has {names:?})",
+                        path.display()
+                    ))
+                })?;
+                samples_of(path, t)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let n = per_input[0].len();
+        if per_input.iter().any(|s| s.len() != n) {
+            return Err(CliError::BadInput(format!(
+                "{}: the inputs' arrays hold different numbers of samples",
+                path.display()
+            )));
+        }
+        return Ok((0..n)
+            .map(|i| per_input.iter().map(|s| s[i].to_vec()).collect())
+            .collect());
+    }
     let t = match (array, arrays.as_slice()) {
         (Some(name), _) => arrays.iter().find(|a| a.name == name).ok_or_else(|| {
             CliError::BadInput(format!(
@@ -78,15 +123,20 @@ fn calibration(path: &Path, array: Option<&str>) -> Result<Vec<Vec<Vec<f32>>>, C
             )))
         }
     };
-    let n = *t.shape.first().unwrap_or(&0);
-    if n == 0 || t.data.len() % n != 0 {
-        return Err(CliError::BadInput(format!(
-            "{}: no samples along the first axis",
-            path.display()
-        )));
-    }
-    let per = t.data.len() / n;
-    Ok(t.data.chunks(per).map(|c| vec![c.to_vec()]).collect())
+    Ok(samples_of(path, t)?
+        .into_iter()
+        .map(|c| vec![c.to_vec()])
+        .collect())
+}
+
+/// The model's input names, in order.
+fn input_names(model: &Path, shapes: &[(String, Vec<usize>)]) -> Result<Vec<String>, CliError> {
+    let loaded = opml_lowering::import::load::load(model, shapes)?;
+    let m = &loaded.model;
+    Ok(m.inputs
+        .iter()
+        .map(|o| m.nodes[o.node].name.clone())
+        .collect())
 }
 
 pub fn lower(args: &LowerArgs) -> Result<LowerReport, CliError> {
@@ -99,7 +149,10 @@ pub fn lower(args: &LowerArgs) -> Result<LowerReport, CliError> {
     let calibration = args
         .calibrate
         .as_deref()
-        .map(|p| calibration(p, args.calibrate_array.as_deref()))
+        .map(|p| {
+            let inputs = input_names(&args.model, &input_shapes)?;
+            calibration(p, args.calibrate_array.as_deref(), &inputs)
+        })
         .transpose()?;
     // Drawn on a terminal only, and never with --json.
     let spinner = if args.json {
@@ -235,5 +288,66 @@ pub fn print(r: &LowerReport) {
             a.cosine_mean,
             a.cosine_min
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::tensors::write_outputs;
+
+    fn tensor(name: &str, shape: &[usize], data: &[f32]) -> NamedTensor {
+        NamedTensor {
+            name: name.into(),
+            shape: shape.to_vec(),
+            data: data.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_multi_input_model_takes_one_array_per_input() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("cal.npz");
+        write_outputs(
+            &p,
+            &[
+                tensor("mask", &[2, 3], &[1., 1., 0., 1., 0., 0.]),
+                tensor("ids", &[2, 3], &[5., 6., 7., 8., 9., 10.]),
+            ],
+        )
+        .unwrap();
+        let names = ["ids".to_string(), "mask".to_string()];
+        let s = calibration(&p, None, &names).unwrap();
+        assert_eq!(
+            s,
+            vec![
+                vec![vec![5., 6., 7.], vec![1., 1., 0.]],
+                vec![vec![8., 9., 10.], vec![1., 0., 0.]],
+            ]
+        );
+        let missing = ["ids".to_string(), "types".to_string()];
+        let e = calibration(&p, None, &missing).unwrap_err().to_string();
+        assert!(e.contains("\"types\""), "{e}");
+    }
+
+    #[test]
+    fn cannot_calibrate_inputs_with_different_sample_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("cal.npz");
+        write_outputs(
+            &p,
+            &[
+                tensor("a", &[2, 1], &[1., 2.]),
+                tensor("b", &[3, 1], &[1., 2., 3.]),
+            ],
+        )
+        .unwrap();
+        let e = calibration(&p, None, &["a".into(), "b".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("different numbers of samples"), "{e}");
+        // One input: the array is named, or the only one.
+        let one = calibration(&p, Some("b"), &["x".into()]).unwrap();
+        assert_eq!(one, vec![vec![vec![1.]], vec![vec![2.]], vec![vec![3.]]]);
     }
 }
