@@ -73,8 +73,7 @@ pub trait BenchmarkHelper {
 pub mod pallet {
     use super::*;
     use crate::game::{
-        Arg, Claim, ClaimError, CommitmentError, Game, GameError, ModelCommitment, OutputProof,
-        Party,
+        Claim, ClaimError, CommitmentError, Game, GameError, ModelCommitment, OutputProof, Party,
     };
     use crate::types::Task;
     use frame_support::{
@@ -432,10 +431,9 @@ pub mod pallet {
         pub fn register_model(
             origin: OriginFor<T>,
             code: BoundedVec<u8, T::MaxCodeLen>,
-            commitment: Arg<ModelCommitment>,
+            commitment: ModelCommitment,
         ) -> DispatchResult {
             let owner = ensure_signed(origin)?;
-            let commitment = commitment.0;
             commitment.check_code(&code).map_err(|e| match e {
                 CommitmentError::CodeHashMismatch => Error::<T>::CodeMismatch,
                 CommitmentError::Inadmissible => Error::<T>::CodeInadmissible,
@@ -546,7 +544,7 @@ pub mod pallet {
             output: BoundedVec<u8, T::MaxOutputLen>,
             final_fuel: u64,
             final_memory_root: Hash,
-            output_proof: Arg<OutputProof>,
+            output_proof: OutputProof,
         ) -> DispatchResult {
             let server = ensure_signed(origin)?;
             let mut t = Tasks::<T>::get(task).ok_or(Error::<T>::TaskNotFound)?;
@@ -565,7 +563,7 @@ pub mod pallet {
                 &t.input,
                 &output,
                 &final_state,
-                &output_proof.0,
+                &output_proof,
             )
             .map_err(|e| match e {
                 ClaimError::Commitment(CommitmentError::OutputMismatch)

@@ -13,7 +13,7 @@ use opml_runtime::hash::{code_hash, leaf_hash, tagged};
 use opml_runtime::limits::{MAX_CHUNK_LOG2, MIN_CHUNK_LOG2, PAGE_SIZE};
 use opml_runtime::merkle::{root_from_multiproof, MerkleError, MAX_PROOF_DEPTH};
 use opml_runtime::{StateFields, Status};
-use parity_scale_codec::{Decode, Encode, MaxEncodedLen};
+use parity_scale_codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
 use scale_info::TypeInfo;
 
 /// A registered model.
@@ -23,7 +23,9 @@ use scale_info::TypeInfo;
 /// contents of every chunk the inputs only partly cover, and the Merkle
 /// multiproof lemmas of all covered chunks. From them and the input bytes
 /// anyone derives a task's initial state root without the memory image.
-#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, MaxEncodedLen, TypeInfo)]
+#[derive(
+    Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo,
+)]
 pub struct ModelCommitment {
     /// `opml_runtime::hash::code_hash` of the Wasm module.
     pub code_hash: Hash,
@@ -50,7 +52,9 @@ pub struct ModelCommitment {
 /// A Merkle proof of output bytes against a final memory root: the full
 /// final contents of the chunks the outputs only partly cover, and the
 /// multiproof lemmas of all covered chunks.
-#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, MaxEncodedLen, TypeInfo)]
+#[derive(
+    Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo,
+)]
 pub struct OutputProof {
     pub edges: BoundedVec<ChunkBytes, ConstU32<MAX_EDGE_CHUNKS>>,
     pub lemmas: BoundedVec<Hash, ConstU32<MAX_LEMMAS>>,
@@ -253,4 +257,64 @@ pub fn verify_output(
         return Err(CommitmentError::OutputMismatch);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::Region;
+    use alloc::vec;
+    use parity_scale_codec::DecodeWithMemLimit;
+
+    fn commitment() -> ModelCommitment {
+        ModelCommitment {
+            code_hash: [1; 32],
+            initial_memory_root: [2; 32],
+            memory_pages: 1,
+            chunk_log2: 10,
+            tree_depth: 6,
+            inputs: vec![Region {
+                offset: 0,
+                len: 100,
+            }]
+            .try_into()
+            .unwrap(),
+            input_edges: vec![ChunkBytes {
+                index: 0,
+                data: vec![0u8; 1024].try_into().unwrap(),
+            }]
+            .try_into()
+            .unwrap(),
+            input_lemmas: vec![[3; 32]; 6].try_into().unwrap(),
+            outputs: vec![Region {
+                offset: 2048,
+                len: 10,
+            }]
+            .try_into()
+            .unwrap(),
+            node_ends: vec![1, 2, 3].try_into().unwrap(),
+        }
+    }
+
+    #[test]
+    fn decode_with_mem_limit_works() {
+        let (c, p) = (
+            commitment(),
+            OutputProof {
+                edges: Default::default(),
+                lemmas: vec![[4; 32]].try_into().unwrap(),
+            },
+        );
+        let got = ModelCommitment::decode_with_mem_limit(&mut &c.encode()[..], 1 << 20).unwrap();
+        assert_eq!(got, c);
+        let got = OutputProof::decode_with_mem_limit(&mut &p.encode()[..], 1 << 20).unwrap();
+        assert_eq!(got, p);
+    }
+
+    #[test]
+    fn cannot_decode_commitment_if_mem_limit_too_small() {
+        // The edge chunk alone allocates 1 KiB.
+        let bytes = commitment().encode();
+        assert!(ModelCommitment::decode_with_mem_limit(&mut &bytes[..], 512).is_err());
+    }
 }

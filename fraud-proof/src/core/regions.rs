@@ -4,11 +4,22 @@ use super::{MAX_CHUNK_BYTES, MAX_REGIONS};
 use alloc::vec;
 use alloc::vec::Vec;
 use bounded_collections::{BoundedVec, ConstU32};
-use parity_scale_codec::{Decode, Encode, MaxEncodedLen};
+use parity_scale_codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
 use scale_info::TypeInfo;
 
 /// `len` bytes at `offset` of linear memory.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Encode, Decode, MaxEncodedLen, TypeInfo)]
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Debug,
+    Encode,
+    Decode,
+    DecodeWithMemTracking,
+    MaxEncodedLen,
+    TypeInfo,
+)]
 pub struct Region {
     pub offset: u32,
     pub len: u32,
@@ -22,7 +33,9 @@ impl Region {
 }
 
 /// The full contents of one memory chunk.
-#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, MaxEncodedLen, TypeInfo)]
+#[derive(
+    Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo,
+)]
 pub struct ChunkBytes {
     pub index: u32,
     pub data: BoundedVec<u8, ConstU32<MAX_CHUNK_BYTES>>,

@@ -1,7 +1,6 @@
 //! Tests on the mock runtime with the real digits fixture (see `fixture.rs`).
 
 use crate::fixture::{digits, Submission};
-use crate::game::Arg;
 use crate::mock::*;
 use crate::{
     Claims, Code, Error, Event, Games, Models, NextTaskId, TaskStatus, Tasks, TotalBurned,
@@ -52,7 +51,7 @@ fn register() {
     assert_ok!(Opml::register_model(
         RuntimeOrigin::signed(OWNER),
         d.code.clone().try_into().unwrap(),
-        Arg(d.model.clone()),
+        d.model.clone(),
     ));
 }
 
@@ -74,7 +73,7 @@ fn submit(server: AccountId, s: &Submission) -> frame_support::dispatch::Dispatc
         output.clone().try_into().unwrap(),
         final_state.fuel,
         final_state.memory_root,
-        Arg(proof.clone()),
+        proof.clone(),
     )
 }
 
@@ -184,7 +183,7 @@ fn cannot_register_model_if_code_mismatches() {
             Opml::register_model(
                 RuntimeOrigin::signed(OWNER),
                 code.try_into().unwrap(),
-                Arg(d.model.clone())
+                d.model.clone()
             ),
             Error::<Test>::CodeMismatch
         );
@@ -201,7 +200,7 @@ fn cannot_register_model_if_commitment_invalid() {
             Opml::register_model(
                 RuntimeOrigin::signed(OWNER),
                 d.code.clone().try_into().unwrap(),
-                Arg(model)
+                model
             ),
             Error::<Test>::CommitmentInvalid
         );
@@ -212,7 +211,7 @@ fn cannot_register_model_if_commitment_invalid() {
             Opml::register_model(
                 RuntimeOrigin::signed(OWNER),
                 d.code.clone().try_into().unwrap(),
-                Arg(model)
+                model
             ),
             Error::<Test>::CommitmentInvalid
         );
@@ -222,7 +221,7 @@ fn cannot_register_model_if_commitment_invalid() {
             Opml::register_model(
                 RuntimeOrigin::signed(OWNER),
                 d.code.clone().try_into().unwrap(),
-                Arg(model)
+                model
             ),
             Error::<Test>::CommitmentInvalid
         );
@@ -245,7 +244,7 @@ fn cannot_register_model_if_step_fuel_too_high() {
             Opml::register_model(
                 RuntimeOrigin::signed(OWNER),
                 d.code.clone().try_into().unwrap(),
-                Arg(d.model.clone())
+                d.model.clone()
             ),
             Error::<Test>::StepFuelTooHigh
         );
@@ -260,7 +259,7 @@ fn cannot_register_model_if_balance_insufficient() {
             Opml::register_model(
                 RuntimeOrigin::signed(POOR),
                 d.code.clone().try_into().unwrap(),
-                Arg(d.model.clone())
+                d.model.clone()
             ),
             Error::<Test>::InsufficientBalance
         );
@@ -400,7 +399,7 @@ fn cannot_submit_result_if_output_not_proven_or_task_claimed() {
                 honest.0.clone().try_into().unwrap(),
                 0,
                 [0; 32],
-                Arg(honest.2.clone())
+                honest.2.clone()
             ),
             Error::<Test>::TaskNotFound
         );
