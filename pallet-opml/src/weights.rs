@@ -54,6 +54,11 @@ pub trait WeightInfo {
 /// Bytes of proof per account touched (System account + Balances holds).
 const ACCOUNT: u64 = 1_200;
 
+/// `max_size` of a `Commitments` item: 16 B of `Blake2_128Concat` hash and
+/// 4 B of key, plus the core's `ModelCommitment::max_encoded_len()` (57 603 B,
+/// checked by a test).
+pub const COMMITMENT: u64 = 20 + 57_603;
+
 fn db(reads: u64, writes: u64) -> Weight {
     RocksDbWeight::get().reads_writes(reads, writes)
 }
@@ -75,10 +80,10 @@ impl WeightInfo for SubstrateWeight {
             .saturating_add(db(4, 4))
     }
     /// 1.46 ms (initial root and output proof); reads the commitment, whose
-    /// `MaxEncodedLen` (1 245 543 B) is set by the game core's bounds. Plus an
-    /// allowance (not measured) per output byte.
+    /// `MaxEncodedLen` (COMMITMENT, 57 623 B) is set by the game core's
+    /// bounds. Plus an allowance (not measured) per output byte.
     fn submit_result(o: u32) -> Weight {
-        Weight::from_parts(1_470_000_000, 4_151 + 1_245_543 + ACCOUNT)
+        Weight::from_parts(1_470_000_000, 4_151 + COMMITMENT + ACCOUNT)
             .saturating_add(Weight::from_parts(10_000, 1).saturating_mul(o.into()))
             .saturating_add(db(4, 4))
     }

@@ -3,10 +3,12 @@
 //! output proven against the final memory root.
 
 use super::regions::{
-    chunk_contents, covered_chunks, total_len, well_formed, write_regions, ChunkBytes, EdgeError,
-    Regions,
+    chunk_contents, covered_chunks, edge_chunks, total_len, well_formed, write_regions, ChunkBytes,
+    EdgeError, Regions,
 };
-use super::{Hash, MAX_EDGE_CHUNKS, MAX_LEMMAS, MAX_NODES, MODEL_TAG, OUTPROOF_TAG};
+use super::{
+    Hash, MAX_EDGE_CHUNKS, MAX_EDGE_CHUNK_LOG2, MAX_LEMMAS, MAX_NODES, MODEL_TAG, OUTPROOF_TAG,
+};
 use alloc::vec::Vec;
 use bounded_collections::{BoundedVec, ConstU32};
 use opml_runtime::hash::{code_hash, leaf_hash, tagged};
@@ -94,6 +96,10 @@ pub enum CommitmentError {
     EdgeChunkSize(u32),
     /// The model has no inputs or no outputs.
     NoRegions,
+    /// The input or output regions partly cover more than `MAX_EDGE_CHUNKS`
+    /// chunks, or partly cover chunks larger than `MAX_EDGE_CHUNK_BYTES`:
+    /// the commitment or an output proof could not carry them.
+    EdgesOutOfBounds,
     /// The multiproof is malformed (too few or too many lemmas, ...).
     Merkle(MerkleError),
     /// The input chunks do not hash to the initial memory root.
@@ -154,6 +160,14 @@ impl ModelCommitment {
             || !well_formed(&self.outputs, self.memory_len())
         {
             return Err(CommitmentError::BadRegions);
+        }
+        for regions in [&self.inputs, &self.outputs] {
+            let edges = edge_chunks(regions, self.chunk_log2).len();
+            if edges > MAX_EDGE_CHUNKS as usize
+                || (edges > 0 && self.chunk_log2 > MAX_EDGE_CHUNK_LOG2)
+            {
+                return Err(CommitmentError::EdgesOutOfBounds);
+            }
         }
         Ok(())
     }
@@ -294,6 +308,55 @@ mod tests {
             .unwrap(),
             node_ends: vec![1, 2, 3].try_into().unwrap(),
         }
+    }
+
+    #[test]
+    fn max_encoded_len_is_bounded_works() {
+        // 8 edge chunks of 4 KiB, 512 lemmas, 1 024 node ends, 16 regions.
+        assert_eq!(ModelCommitment::max_encoded_len(), 57_603);
+        assert!(OutputProof::max_encoded_len() < 50 * 1024);
+        assert_eq!(commitment().validate(), Ok(()));
+    }
+
+    #[test]
+    fn cannot_validate_if_edge_chunks_too_large() {
+        // 8 KiB chunks: the input's partly covered chunk could not be carried.
+        let mut c = commitment();
+        c.chunk_log2 = 13;
+        c.tree_depth = 3;
+        assert_eq!(c.validate(), Err(CommitmentError::EdgesOutOfBounds));
+        // Chunk-aligned regions need no edge chunks: fine at any chunk size.
+        c.inputs = vec![Region {
+            offset: 0,
+            len: 8192,
+        }]
+        .try_into()
+        .unwrap();
+        c.outputs = vec![Region {
+            offset: 8192,
+            len: 8192,
+        }]
+        .try_into()
+        .unwrap();
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn cannot_validate_if_too_many_edge_chunks() {
+        // 5 regions of 10 bytes, each in the middle of its own 1 KiB chunk
+        // ... and of the next: 10 partly covered chunks.
+        let mut c = commitment();
+        c.memory_pages = 1;
+        let regions: Vec<Region> = (0..5)
+            .map(|i| Region {
+                offset: 2048 * i + 1019,
+                len: 10,
+            })
+            .collect();
+        c.outputs = regions.try_into().unwrap();
+        assert_eq!(c.validate(), Err(CommitmentError::EdgesOutOfBounds));
+        c.outputs.truncate(4);
+        assert_eq!(c.validate(), Ok(()));
     }
 
     #[test]

@@ -225,6 +225,24 @@ fn cannot_register_model_if_commitment_invalid() {
             ),
             Error::<Test>::CommitmentInvalid
         );
+        // Outputs partly covering 10 chunks (> MAX_EDGE_CHUNKS): no output
+        // proof could carry them, so no claim could ever be made.
+        let mut model = d.model.clone();
+        let regions: Vec<opml_fraud_proof::core::Region> = (0..5)
+            .map(|i| opml_fraud_proof::core::Region {
+                offset: 1024 * i + 507,
+                len: 10,
+            })
+            .collect();
+        model.outputs = regions.try_into().unwrap();
+        assert_noop!(
+            Opml::register_model(
+                RuntimeOrigin::signed(OWNER),
+                d.code.clone().try_into().unwrap(),
+                model
+            ),
+            Error::<Test>::CommitmentInvalid
+        );
     });
 }
 
@@ -496,3 +514,21 @@ fn cannot_challenge_if_late_own_repeated_or_full() {
 }
 
 mod games;
+
+#[test]
+fn submit_result_proof_size_covers_commitment_works() {
+    use frame_support::traits::StorageInfoTrait;
+    use parity_scale_codec::MaxEncodedLen;
+    let info = crate::Commitments::<Test>::storage_info();
+    assert_eq!(
+        u64::from(info[0].max_size.unwrap()),
+        crate::weights::COMMITMENT
+    );
+    assert_eq!(
+        crate::weights::COMMITMENT,
+        20 + crate::game::ModelCommitment::max_encoded_len() as u64
+    );
+    let w = <() as crate::WeightInfo>::submit_result(0);
+    assert!(w.proof_size() >= crate::weights::COMMITMENT);
+    assert!(w.proof_size() < 70 * 1024);
+}
