@@ -271,6 +271,27 @@ mod benchmarks {
         Ok(())
     }
 
+    /// `on_initialize` with the `MaxOpenDisputes` games of one claim due
+    /// (the first settles and closes the others, whose entries are then
+    /// skipped). `settle_due(n)` charges every entry as a `timeout`.
+    #[benchmark]
+    fn settle_due() -> Result<(), BenchmarkError> {
+        let s = T::BenchmarkHelper::scenario();
+        challenged::<T>(&s)?;
+        let now = frame_system::Pallet::<T>::block_number();
+        let at = now.saturating_add(T::MoveDeadline::get()) + 1u32.into();
+        frame_system::Pallet::<T>::set_block_number(at);
+        assert!(!DueGames::<T>::get(at).is_empty());
+        #[block]
+        {
+            Pallet::<T>::settle_due(at);
+        }
+        assert!(!Claims::<T>::contains_key(0));
+        assert_eq!(Games::<T>::iter_prefix(0).count(), 0);
+        assert!(DueGames::<T>::get(at).is_empty());
+        Ok(())
+    }
+
     #[benchmark]
     fn cancel_task() -> Result<(), BenchmarkError> {
         let s = T::BenchmarkHelper::scenario();

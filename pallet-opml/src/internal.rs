@@ -1,9 +1,10 @@
 //! The pallet's internals: time, holds, forfeits, settling a game, and the
 //! bookkeeping check of `try_state`.
 
-use crate::game::{GameError, Party};
+use crate::game::{CommitmentError, GameError, ModelCommitment, Party};
 use crate::pallet::*;
 use crate::types::*;
+use crate::weights::WeightInfo;
 use frame_support::{
     pallet_prelude::*,
     traits::{
@@ -12,7 +13,7 @@ use frame_support::{
     },
 };
 use frame_system::pallet_prelude::*;
-use sp_runtime::traits::{Saturating, UniqueSaturatedInto};
+use sp_runtime::traits::{One, Saturating, UniqueSaturatedFrom, UniqueSaturatedInto};
 
 impl<T: Config> Pallet<T> {
     /// Block numbers are the core's time.
@@ -146,6 +147,78 @@ impl<T: Config> Pallet<T> {
                 Ok(challenger.clone())
             }
         }
+    }
+
+    /// `register_model`'s checks of the code and its commitment; returns
+    /// the node ends bounded by `MaxNodes`.
+    pub(crate) fn check_model(
+        code: &[u8],
+        commitment: &ModelCommitment,
+    ) -> Result<BoundedVec<u64, T::MaxNodes>, DispatchError> {
+        commitment.check_code(code).map_err(|e| match e {
+            CommitmentError::CodeHashMismatch => Error::<T>::CodeMismatch,
+            CommitmentError::Inadmissible => Error::<T>::CodeInadmissible,
+            _ => Error::<T>::CommitmentInvalid,
+        })?;
+        let limits = opml_runtime::admission::admit(code)
+            .map_err(|_| Error::<T>::CodeInadmissible)?
+            .limits;
+        ensure!(
+            limits.step_fuel <= T::MaxStepFuel::get(),
+            Error::<T>::StepFuelTooHigh
+        );
+        // The input proof must hold, or no task on the model could ever
+        // be claimed.
+        ensure!(
+            commitment.input_len() <= u64::from(T::MaxInputLen::get())
+                && commitment.output_len() <= u64::from(T::MaxOutputLen::get()),
+            Error::<T>::CommitmentInvalid
+        );
+        let zeros = alloc::vec![0u8; commitment.input_len() as usize];
+        opml_fraud_proof::core::initial_state(commitment, &zeros)
+            .map_err(|_| Error::<T>::CommitmentInvalid)?;
+        commitment
+            .node_ends
+            .to_vec()
+            .try_into()
+            .map_err(|_| Error::<T>::TooManyNodes.into())
+    }
+
+    /// Queues the game of `challenger` on `task`, whose move is due by
+    /// block `deadline`, for `on_initialize` of the block after. A full block
+    /// leaves it to the `timeout` call.
+    pub(crate) fn schedule(task: TaskId, challenger: &T::AccountId, deadline: u64) {
+        let at = BlockNumberFor::<T>::unique_saturated_from(deadline).saturating_add(One::one());
+        let _ = DueGames::<T>::try_mutate(at, |due| due.try_push((task, challenger.clone())));
+    }
+
+    /// Ends the game of `challenger` on `task` against the party that let
+    /// its deadline pass (the `timeout` call and `on_initialize`).
+    pub(crate) fn do_timeout(task: TaskId, challenger: &T::AccountId) -> DispatchResult {
+        let mut g = Games::<T>::get(task, challenger).ok_or(Error::<T>::GameNotFound)?;
+        let outcome = g.game.timeout(Self::now()).map_err(|e| match e {
+            GameError::DeadlineNotReached { .. } => Error::<T>::DeadlineNotReached,
+            _ => Error::<T>::MoveInvalid,
+        })?;
+        let winner = Self::settle(task, challenger, outcome.winner)?;
+        Self::deposit_event(Event::GameTimedOut {
+            task,
+            challenger: challenger.clone(),
+            winner,
+        });
+        Ok(())
+    }
+
+    /// `on_initialize`: settles the games queued for block `n` whose
+    /// deadline passed (skipping those that moved on or ended), each in its
+    /// own storage layer so a failure changes nothing.
+    pub(crate) fn settle_due(n: BlockNumberFor<T>) -> Weight {
+        let due = DueGames::<T>::take(n);
+        for (task, challenger) in due.iter() {
+            let _ =
+                frame_support::storage::with_storage_layer(|| Self::do_timeout(*task, challenger));
+        }
+        T::WeightInfo::settle_due(due.len() as u32)
     }
 
     /// Every hold is explained by a record, and every record by a hold.

@@ -44,31 +44,6 @@ pub use pallet::*;
 pub use types::*;
 pub use weights::WeightInfo;
 
-/// What the benchmarks need of a real model: a registered model's code and
-/// commitment, a task input, a wrong result on it, and the moves of the game
-/// that refutes it (dissections and picks, then the one-step proof).
-#[cfg(feature = "runtime-benchmarks")]
-pub struct BenchScenario {
-    pub code: alloc::vec::Vec<u8>,
-    pub commitment: game::ModelCommitment,
-    pub input: alloc::vec::Vec<u8>,
-    pub output: alloc::vec::Vec<u8>,
-    pub final_fuel: u64,
-    pub final_memory_root: opml_runtime::Hash,
-    pub output_proof: game::OutputProof,
-    pub moves: alloc::vec::Vec<game::Move>,
-}
-
-/// Provides the benchmarks' scenario (a chain embeds one for the largest
-/// model and proof it admits).
-#[cfg(feature = "runtime-benchmarks")]
-pub trait BenchmarkHelper {
-    /// The chain's reference model (its largest real one).
-    fn scenario() -> BenchScenario;
-    /// A scenario whose one-step proof is close to `MaxProofLen`.
-    fn largest_proof_scenario() -> BenchScenario;
-}
-
 #[frame_support::pallet]
 pub mod pallet {
     use super::*;
@@ -84,7 +59,7 @@ pub mod pallet {
         },
     };
     use frame_system::pallet_prelude::*;
-    use opml_fraud_proof::core::{initial_state, MAX_K, MAX_POINTS};
+    use opml_fraud_proof::core::{MAX_K, MAX_POINTS};
     use opml_runtime::{Hash, StateFields, Status, VerifyError};
     use sp_runtime::{
         traits::{Saturating, Zero},
@@ -192,6 +167,11 @@ pub mod pallet {
         /// Most games open at once against one claim.
         #[pallet::constant]
         type MaxOpenDisputes: Get<u32>;
+        /// Most games `on_initialize` settles in one block (those whose move
+        /// deadline passed in the block before). A game that does not fit
+        /// its block is left to the `timeout` call.
+        #[pallet::constant]
+        type MaxSettlePerBlock: Get<u32>;
     }
 
     /// The next model index.
@@ -239,6 +219,18 @@ pub mod pallet {
         Blake2_128Concat,
         T::AccountId,
         GameRecord<BalanceOf<T>>,
+    >;
+
+    /// Games whose move deadline passes at the end of the block before:
+    /// block -> (task, challenger), taken and settled by `on_initialize` of
+    /// that block (entries of games that moved on or ended are skipped).
+    #[pallet::storage]
+    pub type DueGames<T: Config> = StorageMap<
+        _,
+        Twox64Concat,
+        BlockNumberFor<T>,
+        BoundedVec<(TaskId, T::AccountId), T::MaxSettlePerBlock>,
+        ValueQuery,
     >;
 
     /// Everything burned so far (total issuance fell by exactly this much
@@ -401,6 +393,12 @@ pub mod pallet {
 
     #[pallet::hooks]
     impl<T: Config> Hooks<BlockNumberFor<T>> for Pallet<T> {
+        /// Settles the games whose deadline passed in the block before, at
+        /// most `MaxSettlePerBlock`.
+        fn on_initialize(n: BlockNumberFor<T>) -> Weight {
+            Self::settle_due(n)
+        }
+
         #[cfg(feature = "try-runtime")]
         fn try_state(_n: BlockNumberFor<T>) -> Result<(), sp_runtime::TryRuntimeError> {
             Self::do_try_state()
@@ -434,32 +432,7 @@ pub mod pallet {
             commitment: ModelCommitment,
         ) -> DispatchResult {
             let owner = ensure_signed(origin)?;
-            commitment.check_code(&code).map_err(|e| match e {
-                CommitmentError::CodeHashMismatch => Error::<T>::CodeMismatch,
-                CommitmentError::Inadmissible => Error::<T>::CodeInadmissible,
-                _ => Error::<T>::CommitmentInvalid,
-            })?;
-            let limits = opml_runtime::admission::admit(&code)
-                .map_err(|_| Error::<T>::CodeInadmissible)?
-                .limits;
-            ensure!(
-                limits.step_fuel <= T::MaxStepFuel::get(),
-                Error::<T>::StepFuelTooHigh
-            );
-            // The input proof must hold, or no task on the model could ever
-            // be claimed.
-            ensure!(
-                commitment.input_len() <= u64::from(T::MaxInputLen::get())
-                    && commitment.output_len() <= u64::from(T::MaxOutputLen::get()),
-                Error::<T>::CommitmentInvalid
-            );
-            let zeros = alloc::vec![0u8; commitment.input_len() as usize];
-            initial_state(&commitment, &zeros).map_err(|_| Error::<T>::CommitmentInvalid)?;
-            let node_ends: BoundedVec<u64, T::MaxNodes> = commitment
-                .node_ends
-                .to_vec()
-                .try_into()
-                .map_err(|_| Error::<T>::TooManyNodes)?;
+            let node_ends = Self::check_model(&code, &commitment)?;
             let id = NextModelId::<T>::get();
             let next = id.checked_add(1).ok_or(Error::<T>::IdsExhausted)?;
             let bytes: BalanceOf<T> = (code.len() as u32).into();
@@ -631,6 +604,7 @@ pub mod pallet {
             Self::hold(HoldReason::ChallengerBond, &challenger, bond)?;
             rec.open_games = rec.open_games.saturating_add(1);
             Claims::<T>::insert(task, rec);
+            Self::schedule(task, &challenger, game.deadline);
             Games::<T>::insert(task, &challenger, GameRecord { bond, game });
             Self::deposit_event(Event::Challenged { task, challenger });
             Ok(())
@@ -656,6 +630,7 @@ pub mod pallet {
                 .dissect(Party::Defender, &node_ends, &roots, Self::now())
                 .map_err(Self::move_error)?;
             let (lo, hi) = (g.game.lo, g.game.hi);
+            Self::schedule(task, &challenger, g.game.deadline);
             Games::<T>::insert(task, &challenger, g);
             Self::deposit_event(Event::RootsPosted {
                 task,
@@ -678,6 +653,7 @@ pub mod pallet {
                 .pick(Party::Challenger, index, Self::now())
                 .map_err(Self::move_error)?;
             let (lo, hi) = (g.game.lo, g.game.hi);
+            Self::schedule(task, &challenger, g.game.deadline);
             Games::<T>::insert(task, &challenger, g);
             Self::deposit_event(Event::IntervalPicked {
                 task,
@@ -737,7 +713,8 @@ pub mod pallet {
         }
 
         /// Ends the game of `challenger` against the party that let its move
-        /// deadline pass. Anyone may call it.
+        /// deadline pass. Anyone may call it (`on_initialize` does it too, for
+        /// up to `MaxSettlePerBlock` games a block).
         #[pallet::call_index(7)]
         #[pallet::weight(T::WeightInfo::timeout())]
         pub fn timeout(
@@ -746,18 +723,7 @@ pub mod pallet {
             challenger: T::AccountId,
         ) -> DispatchResult {
             ensure_signed(origin)?;
-            let mut g = Games::<T>::get(task, &challenger).ok_or(Error::<T>::GameNotFound)?;
-            let outcome = g.game.timeout(Self::now()).map_err(|e| match e {
-                GameError::DeadlineNotReached { .. } => Error::<T>::DeadlineNotReached,
-                _ => Error::<T>::MoveInvalid,
-            })?;
-            let winner = Self::settle(task, &challenger, outcome.winner)?;
-            Self::deposit_event(Event::GameTimedOut {
-                task,
-                challenger,
-                winner,
-            });
-            Ok(())
+            Self::do_timeout(task, &challenger)
         }
 
         /// Withdraws a task no server has claimed (or whose claim was

@@ -462,6 +462,9 @@ fn finalize_works() {
 #[test]
 fn cannot_finalize_if_period_running_or_disputes_open() {
     new_test_ext().execute_with(|| {
+        // The games stay open past their deadlines (no `on_initialize`
+        // settling).
+        MaxSettle::set(0);
         claimed(Cheat::None);
         assert_noop!(
             Opml::finalize(RuntimeOrigin::signed(CAROL), TASK),
@@ -479,6 +482,9 @@ fn cannot_finalize_if_period_running_or_disputes_open() {
 #[test]
 fn cannot_challenge_if_late_own_repeated_or_full() {
     new_test_ext().execute_with(|| {
+        // The games stay open past their deadlines (no `on_initialize`
+        // settling).
+        MaxSettle::set(0);
         claimed(Cheat::None);
         assert_noop!(
             Opml::challenge(RuntimeOrigin::signed(SERVER), TASK),
@@ -514,6 +520,7 @@ fn cannot_challenge_if_late_own_repeated_or_full() {
 }
 
 mod games;
+mod hooks;
 
 #[test]
 fn submit_result_proof_size_covers_commitment_works() {
@@ -528,6 +535,11 @@ fn submit_result_proof_size_covers_commitment_works() {
         crate::weights::COMMITMENT,
         20 + crate::game::ModelCommitment::max_encoded_len() as u64
     );
+    let due = crate::DueGames::<Test>::storage_info();
+    assert_eq!(u64::from(due[0].max_size.unwrap()), crate::weights::DUE);
+    let settle = <() as crate::WeightInfo>::settle_due(4);
+    let timeout = <() as crate::WeightInfo>::timeout();
+    assert!(settle.all_gte(timeout.saturating_mul(4)));
     let w = <() as crate::WeightInfo>::submit_result(0);
     assert!(w.proof_size() >= crate::weights::COMMITMENT);
     assert!(w.proof_size() < 70 * 1024);
