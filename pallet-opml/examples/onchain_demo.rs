@@ -92,7 +92,7 @@ fn events(seen: &mut usize) {
                 name(*winner)
             ),
             Event::ClaimRefuted { task, server } => format!("ClaimRefuted task={task} server={}", name(*server)),
-            Event::TaskFinalized { task, server, fee, output_hash } => format!(
+            Event::TaskFinalized { task, server, fee, output_hash, .. } => format!(
                 "TaskFinalized task={task} server={} fee={fee} output_hash={}..",
                 name(*server),
                 short(output_hash)

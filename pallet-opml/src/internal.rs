@@ -236,9 +236,8 @@ impl<T: Config> Pallet<T> {
             add(&m.owner, 0, m.deposit);
         }
         for (id, t) in Tasks::<T>::iter() {
-            if t.status != TaskStatus::Finalized {
-                add(&t.requester, 1, t.fee);
-            }
+            // Only tasks still open or claimed are stored.
+            add(&t.requester, 1, t.fee);
             if t.status == TaskStatus::Claimed {
                 let c = Claims::<T>::get(id).ok_or("claimed task without a claim")?;
                 add(&c.server, 2, c.bond);
@@ -246,7 +245,13 @@ impl<T: Config> Pallet<T> {
                 ensure!(games == c.open_games, "open_games out of step with Games");
             }
         }
-        for (_, who, g) in Games::<T>::iter() {
+        // A claim or a game outlives neither its task nor the claim.
+        for (id, _) in Claims::<T>::iter() {
+            let t = Tasks::<T>::get(id).ok_or("claim without a task")?;
+            ensure!(t.status == TaskStatus::Claimed, "claim on an open task");
+        }
+        for (id, who, g) in Games::<T>::iter() {
+            ensure!(Claims::<T>::contains_key(id), "game without a claim");
             add(&who, 3, g.bond);
         }
         let reasons = [

@@ -315,12 +315,15 @@ pub mod pallet {
             requester: T::AccountId,
             fee: BalanceOf<T>,
         },
-        /// A task was finalized: fee paid to the server, bond returned.
+        /// A task was finalized: fee paid to the server, bond returned, and
+        /// the task and its claim removed from storage; `output` is the
+        /// result.
         TaskFinalized {
             task: TaskId,
             server: T::AccountId,
             fee: BalanceOf<T>,
             output_hash: Hash,
+            output: BoundedVec<u8, T::MaxOutputLen>,
         },
     }
 
@@ -346,7 +349,7 @@ pub mod pallet {
         TaskNotFound,
         /// Only the requester may cancel its task.
         NotRequester,
-        /// The task already has a claim or is finalized.
+        /// The task already has a claim.
         TaskNotOpen,
         /// The input does not fit the model's input region.
         InputInvalid,
@@ -746,13 +749,13 @@ pub mod pallet {
         }
 
         /// After the challenge period, with no game open, pays the fee to the
-        /// server and returns its bond. Anyone may call it. The claim stays
-        /// in storage as the task's result.
+        /// server and returns its bond. Anyone may call it. The task and its
+        /// claim leave storage; the result is in the `TaskFinalized` event.
         #[pallet::call_index(8)]
         #[pallet::weight(T::WeightInfo::finalize())]
         pub fn finalize(origin: OriginFor<T>, task: TaskId) -> DispatchResult {
             ensure_signed(origin)?;
-            let (mut t, rec) = Self::claimed(task)?;
+            let (t, rec) = Self::claimed(task)?;
             ensure!(
                 frame_system::Pallet::<T>::block_number() > rec.challenge_end,
                 Error::<T>::ChallengePeriodRunning
@@ -773,14 +776,15 @@ pub mod pallet {
                 rec.bond,
                 Precision::Exact,
             )?;
-            t.status = TaskStatus::Finalized;
-            let fee = t.fee;
-            Tasks::<T>::insert(task, t);
+            // No game is open: nothing else refers to the task.
+            Tasks::<T>::remove(task);
+            Claims::<T>::remove(task);
             Self::deposit_event(Event::TaskFinalized {
                 task,
                 server: rec.server,
-                fee,
+                fee: t.fee,
                 output_hash: rec.claim.output_hash,
+                output: rec.output,
             });
             Ok(())
         }

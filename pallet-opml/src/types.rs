@@ -32,11 +32,10 @@ pub struct ModelInfo<AccountId, Balance> {
 pub enum TaskStatus {
     /// Waiting for a result (again, after a claim was refuted).
     Open,
-    /// A claim is posted; see [`Claims`](crate::Claims).
+    /// A claim is posted; see [`Claims`](crate::Claims). Once it stood
+    /// through its challenge period and every dispute, `finalize` pays the
+    /// fee and removes the task and the claim.
     Claimed,
-    /// The claim stood through its challenge period and every dispute:
-    /// the fee went to the server.
-    Finalized,
 }
 
 /// A task: a model applied to one input, paid for by `requester`.

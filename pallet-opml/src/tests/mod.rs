@@ -433,27 +433,51 @@ fn finalize_works() {
         claimed(Cheat::None);
         let (server0, req0) = (free(SERVER), free(REQUESTER));
         run_to_block(2 + CHALLENGE_PERIOD);
+        let rec = Claims::<Test>::get(TASK).unwrap();
         assert_ok!(Opml::finalize(RuntimeOrigin::signed(CAROL), TASK));
         assert_eq!(free(SERVER), server0 + FEE + SERVER_BOND);
         assert_eq!(free(REQUESTER), req0);
         assert_eq!(hold_of(crate::HoldReason::TaskFee, REQUESTER), 0);
-        assert_eq!(
-            Tasks::<Test>::get(TASK).unwrap().status,
-            TaskStatus::Finalized
-        );
-        let output_hash = Claims::<Test>::get(TASK).unwrap().claim.output_hash;
+        // The finished task leaves no storage behind; the result is in the
+        // event.
+        assert!(Tasks::<Test>::get(TASK).is_none());
+        assert!(Claims::<Test>::get(TASK).is_none());
+        assert_eq!(Games::<Test>::iter_prefix(TASK).count(), 0);
         System::assert_last_event(
             Event::TaskFinalized {
                 task: TASK,
                 server: SERVER,
                 fee: FEE,
-                output_hash,
+                output_hash: rec.claim.output_hash,
+                output: rec.output,
             }
             .into(),
         );
         assert_noop!(
             Opml::finalize(RuntimeOrigin::signed(CAROL), TASK),
-            Error::<Test>::ClaimNotFound
+            Error::<Test>::TaskNotFound
+        );
+        check_books();
+    });
+}
+
+#[test]
+fn cannot_submit_or_challenge_if_task_finalized() {
+    new_test_ext().execute_with(|| {
+        claimed(Cheat::None);
+        run_to_block(2 + CHALLENGE_PERIOD);
+        assert_ok!(Opml::finalize(RuntimeOrigin::signed(CAROL), TASK));
+        assert_noop!(
+            submit(BOB, &digits().submission(Cheat::None)),
+            Error::<Test>::TaskNotFound
+        );
+        assert_noop!(
+            Opml::challenge(RuntimeOrigin::signed(ALICE), TASK),
+            Error::<Test>::TaskNotFound
+        );
+        assert_noop!(
+            Opml::cancel_task(RuntimeOrigin::signed(REQUESTER), TASK),
+            Error::<Test>::TaskNotFound
         );
         check_books();
     });
