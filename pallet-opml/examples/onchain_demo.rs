@@ -22,7 +22,6 @@ use frame_support::traits::Get;
 use mock::*;
 use opml_fraud_proof::agents::{Agent, Cheat};
 use opml_fraud_proof::core::{Move, Party, Phase};
-use pallet_opml::game::Arg;
 use pallet_opml::{Event, Games, HoldReason, TotalBurned};
 use std::time::Instant;
 
@@ -93,7 +92,7 @@ fn events(seen: &mut usize) {
                 name(*winner)
             ),
             Event::ClaimRefuted { task, server } => format!("ClaimRefuted task={task} server={}", name(*server)),
-            Event::TaskFinalized { task, server, fee, output_hash } => format!(
+            Event::TaskFinalized { task, server, fee, output_hash, .. } => format!(
                 "TaskFinalized task={task} server={} fee={fee} output_hash={}..",
                 name(*server),
                 short(output_hash)
@@ -219,7 +218,7 @@ fn main() {
         balances();
 
         println!("\n1. the owner registers the model (code + commitment; deposit held)");
-        Opml::register_model(RuntimeOrigin::signed(OWNER), d.code.clone().try_into().unwrap(), Arg(d.model.clone()))
+        Opml::register_model(RuntimeOrigin::signed(OWNER), d.code.clone().try_into().unwrap(), d.model.clone())
             .expect("register");
         events(&mut seen);
         next_block();
@@ -242,7 +241,7 @@ fn main() {
             output.try_into().unwrap(),
             fin.fuel,
             fin.memory_root,
-            Arg(proof),
+            proof,
         )
         .expect("submit");
         events(&mut seen);
@@ -262,7 +261,7 @@ fn main() {
 
         println!("\n6. the task is open again: bob, an honest server, completes it");
         let (output, fin, proof) = d.agent(Party::Defender, Cheat::None).submit(&d.model).expect("honest");
-        Opml::submit_result(RuntimeOrigin::signed(BOB), TASK, output.try_into().unwrap(), fin.fuel, fin.memory_root, Arg(proof))
+        Opml::submit_result(RuntimeOrigin::signed(BOB), TASK, output.try_into().unwrap(), fin.fuel, fin.memory_root, proof)
             .expect("submit");
         events(&mut seen);
         run_to_block(System::block_number() + CHALLENGE_PERIOD + 1);

@@ -7,7 +7,7 @@
 //! `weights.rs` says how its figures were derived from these.
 
 use super::*;
-use crate::game::{Arg, Move, Party};
+use crate::game::{Move, Party};
 use crate::pallet::{BalanceOf, Code, Games, Tasks};
 use alloc::vec::Vec;
 use frame_benchmarking::v2::*;
@@ -34,7 +34,7 @@ pub(crate) fn task<T: Config>(s: &BenchScenario) -> Result<(), BenchmarkError> {
         .clone()
         .try_into()
         .map_err(|_| BenchmarkError::Stop("code too large"))?;
-    Pallet::<T>::register_model(signed::<T>(&owner).into(), code, Arg(s.commitment.clone()))?;
+    Pallet::<T>::register_model(signed::<T>(&owner).into(), code, s.commitment.clone())?;
     let requester = funded::<T>("requester", 0);
     let input = s
         .input
@@ -65,7 +65,7 @@ pub(crate) fn claimed<T: Config>(s: &BenchScenario) -> Result<T::AccountId, Benc
         output,
         s.final_fuel,
         s.final_memory_root,
-        Arg(s.output_proof.clone()),
+        s.output_proof.clone(),
     )?;
     Ok(server)
 }
@@ -129,7 +129,7 @@ mod benchmarks {
             .try_into()
             .map_err(|_| BenchmarkError::Stop("code too large"))?;
         #[extrinsic_call]
-        _(signed::<T>(&owner), code, Arg(s.commitment.clone()));
+        _(signed::<T>(&owner), code, s.commitment.clone());
         assert_eq!(Code::<T>::get(0).map(|c| c.len() as u32), Some(c));
         Ok(())
     }
@@ -143,7 +143,7 @@ mod benchmarks {
             .clone()
             .try_into()
             .map_err(|_| BenchmarkError::Stop("code too large"))?;
-        Pallet::<T>::register_model(signed::<T>(&owner).into(), code, Arg(s.commitment.clone()))?;
+        Pallet::<T>::register_model(signed::<T>(&owner).into(), code, s.commitment.clone())?;
         let requester = funded::<T>("requester", 0);
         let input: BoundedVec<u8, T::MaxInputLen> = s
             .input
@@ -173,7 +173,7 @@ mod benchmarks {
             output,
             s.final_fuel,
             s.final_memory_root,
-            Arg(s.output_proof.clone()),
+            s.output_proof.clone(),
         );
         assert!(Claims::<T>::contains_key(0));
         Ok(())
@@ -271,6 +271,27 @@ mod benchmarks {
         Ok(())
     }
 
+    /// `on_initialize` with the `MaxOpenDisputes` games of one claim due
+    /// (the first settles and closes the others, whose entries are then
+    /// skipped). `settle_due(n)` charges every entry as a `timeout`.
+    #[benchmark]
+    fn settle_due() -> Result<(), BenchmarkError> {
+        let s = T::BenchmarkHelper::scenario();
+        challenged::<T>(&s)?;
+        let now = frame_system::Pallet::<T>::block_number();
+        let at = now.saturating_add(T::MoveDeadline::get()) + 1u32.into();
+        frame_system::Pallet::<T>::set_block_number(at);
+        assert!(!DueGames::<T>::get(at).is_empty());
+        #[block]
+        {
+            Pallet::<T>::settle_due(at);
+        }
+        assert!(!Claims::<T>::contains_key(0));
+        assert_eq!(Games::<T>::iter_prefix(0).count(), 0);
+        assert!(DueGames::<T>::get(at).is_empty());
+        Ok(())
+    }
+
     #[benchmark]
     fn cancel_task() -> Result<(), BenchmarkError> {
         let s = T::BenchmarkHelper::scenario();
@@ -293,10 +314,8 @@ mod benchmarks {
         let caller = funded::<T>("caller", 0);
         #[extrinsic_call]
         _(signed::<T>(&caller), 0);
-        assert_eq!(
-            Tasks::<T>::get(0).map(|t| t.status),
-            Some(TaskStatus::Finalized)
-        );
+        assert!(!Tasks::<T>::contains_key(0));
+        assert!(!Claims::<T>::contains_key(0));
         Ok(())
     }
 

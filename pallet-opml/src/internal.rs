@@ -1,9 +1,10 @@
 //! The pallet's internals: time, holds, forfeits, settling a game, and the
 //! bookkeeping check of `try_state`.
 
-use crate::game::{GameError, Party};
+use crate::game::{CommitmentError, GameError, ModelCommitment, Party};
 use crate::pallet::*;
 use crate::types::*;
+use crate::weights::WeightInfo;
 use frame_support::{
     pallet_prelude::*,
     traits::{
@@ -12,7 +13,7 @@ use frame_support::{
     },
 };
 use frame_system::pallet_prelude::*;
-use sp_runtime::traits::{Saturating, UniqueSaturatedInto};
+use sp_runtime::traits::{One, Saturating, UniqueSaturatedFrom, UniqueSaturatedInto};
 
 impl<T: Config> Pallet<T> {
     /// Block numbers are the core's time.
@@ -148,6 +149,78 @@ impl<T: Config> Pallet<T> {
         }
     }
 
+    /// `register_model`'s checks of the code and its commitment; returns
+    /// the node ends bounded by `MaxNodes`.
+    pub(crate) fn check_model(
+        code: &[u8],
+        commitment: &ModelCommitment,
+    ) -> Result<BoundedVec<u64, T::MaxNodes>, DispatchError> {
+        commitment.check_code(code).map_err(|e| match e {
+            CommitmentError::CodeHashMismatch => Error::<T>::CodeMismatch,
+            CommitmentError::Inadmissible => Error::<T>::CodeInadmissible,
+            _ => Error::<T>::CommitmentInvalid,
+        })?;
+        let limits = opml_runtime::admission::admit(code)
+            .map_err(|_| Error::<T>::CodeInadmissible)?
+            .limits;
+        ensure!(
+            limits.step_fuel <= T::MaxStepFuel::get(),
+            Error::<T>::StepFuelTooHigh
+        );
+        // The input proof must hold, or no task on the model could ever
+        // be claimed.
+        ensure!(
+            commitment.input_len() <= u64::from(T::MaxInputLen::get())
+                && commitment.output_len() <= u64::from(T::MaxOutputLen::get()),
+            Error::<T>::CommitmentInvalid
+        );
+        let zeros = alloc::vec![0u8; commitment.input_len() as usize];
+        opml_fraud_proof::core::initial_state(commitment, &zeros)
+            .map_err(|_| Error::<T>::CommitmentInvalid)?;
+        commitment
+            .node_ends
+            .to_vec()
+            .try_into()
+            .map_err(|_| Error::<T>::TooManyNodes.into())
+    }
+
+    /// Queues the game of `challenger` on `task`, whose move is due by
+    /// block `deadline`, for `on_initialize` of the block after. A full block
+    /// leaves it to the `timeout` call.
+    pub(crate) fn schedule(task: TaskId, challenger: &T::AccountId, deadline: u64) {
+        let at = BlockNumberFor::<T>::unique_saturated_from(deadline).saturating_add(One::one());
+        let _ = DueGames::<T>::try_mutate(at, |due| due.try_push((task, challenger.clone())));
+    }
+
+    /// Ends the game of `challenger` on `task` against the party that let
+    /// its deadline pass (the `timeout` call and `on_initialize`).
+    pub(crate) fn do_timeout(task: TaskId, challenger: &T::AccountId) -> DispatchResult {
+        let mut g = Games::<T>::get(task, challenger).ok_or(Error::<T>::GameNotFound)?;
+        let outcome = g.game.timeout(Self::now()).map_err(|e| match e {
+            GameError::DeadlineNotReached { .. } => Error::<T>::DeadlineNotReached,
+            _ => Error::<T>::MoveInvalid,
+        })?;
+        let winner = Self::settle(task, challenger, outcome.winner)?;
+        Self::deposit_event(Event::GameTimedOut {
+            task,
+            challenger: challenger.clone(),
+            winner,
+        });
+        Ok(())
+    }
+
+    /// `on_initialize`: settles the games queued for block `n` whose
+    /// deadline passed (skipping those that moved on or ended), each in its
+    /// own storage layer so a failure changes nothing.
+    pub(crate) fn settle_due(n: BlockNumberFor<T>) -> Weight {
+        let due = DueGames::<T>::take(n);
+        for (task, challenger) in due.iter() {
+            let _ =
+                frame_support::storage::with_storage_layer(|| Self::do_timeout(*task, challenger));
+        }
+        T::WeightInfo::settle_due(due.len() as u32)
+    }
+
     /// Every hold is explained by a record, and every record by a hold.
     #[cfg(any(feature = "try-runtime", feature = "std", test))]
     pub fn do_try_state() -> Result<(), sp_runtime::TryRuntimeError> {
@@ -163,9 +236,8 @@ impl<T: Config> Pallet<T> {
             add(&m.owner, 0, m.deposit);
         }
         for (id, t) in Tasks::<T>::iter() {
-            if t.status != TaskStatus::Finalized {
-                add(&t.requester, 1, t.fee);
-            }
+            // Only tasks still open or claimed are stored.
+            add(&t.requester, 1, t.fee);
             if t.status == TaskStatus::Claimed {
                 let c = Claims::<T>::get(id).ok_or("claimed task without a claim")?;
                 add(&c.server, 2, c.bond);
@@ -173,7 +245,13 @@ impl<T: Config> Pallet<T> {
                 ensure!(games == c.open_games, "open_games out of step with Games");
             }
         }
-        for (_, who, g) in Games::<T>::iter() {
+        // A claim or a game outlives neither its task nor the claim.
+        for (id, _) in Claims::<T>::iter() {
+            let t = Tasks::<T>::get(id).ok_or("claim without a task")?;
+            ensure!(t.status == TaskStatus::Claimed, "claim on an open task");
+        }
+        for (id, who, g) in Games::<T>::iter() {
+            ensure!(Claims::<T>::contains_key(id), "game without a claim");
             add(&who, 3, g.bond);
         }
         let reasons = [

@@ -44,37 +44,11 @@ pub use pallet::*;
 pub use types::*;
 pub use weights::WeightInfo;
 
-/// What the benchmarks need of a real model: a registered model's code and
-/// commitment, a task input, a wrong result on it, and the moves of the game
-/// that refutes it (dissections and picks, then the one-step proof).
-#[cfg(feature = "runtime-benchmarks")]
-pub struct BenchScenario {
-    pub code: alloc::vec::Vec<u8>,
-    pub commitment: game::ModelCommitment,
-    pub input: alloc::vec::Vec<u8>,
-    pub output: alloc::vec::Vec<u8>,
-    pub final_fuel: u64,
-    pub final_memory_root: opml_runtime::Hash,
-    pub output_proof: game::OutputProof,
-    pub moves: alloc::vec::Vec<game::Move>,
-}
-
-/// Provides the benchmarks' scenario (a chain embeds one for the largest
-/// model and proof it admits).
-#[cfg(feature = "runtime-benchmarks")]
-pub trait BenchmarkHelper {
-    /// The chain's reference model (its largest real one).
-    fn scenario() -> BenchScenario;
-    /// A scenario whose one-step proof is close to `MaxProofLen`.
-    fn largest_proof_scenario() -> BenchScenario;
-}
-
 #[frame_support::pallet]
 pub mod pallet {
     use super::*;
     use crate::game::{
-        Arg, Claim, ClaimError, CommitmentError, Game, GameError, ModelCommitment, OutputProof,
-        Party,
+        Claim, ClaimError, CommitmentError, Game, GameError, ModelCommitment, OutputProof, Party,
     };
     use crate::types::Task;
     use frame_support::{
@@ -85,7 +59,7 @@ pub mod pallet {
         },
     };
     use frame_system::pallet_prelude::*;
-    use opml_fraud_proof::core::{initial_state, MAX_K, MAX_POINTS};
+    use opml_fraud_proof::core::{MAX_K, MAX_POINTS};
     use opml_runtime::{Hash, StateFields, Status, VerifyError};
     use sp_runtime::{
         traits::{Saturating, Zero},
@@ -193,6 +167,11 @@ pub mod pallet {
         /// Most games open at once against one claim.
         #[pallet::constant]
         type MaxOpenDisputes: Get<u32>;
+        /// Most games `on_initialize` settles in one block (those whose move
+        /// deadline passed in the block before). A game that does not fit
+        /// its block is left to the `timeout` call.
+        #[pallet::constant]
+        type MaxSettlePerBlock: Get<u32>;
     }
 
     /// The next model index.
@@ -240,6 +219,18 @@ pub mod pallet {
         Blake2_128Concat,
         T::AccountId,
         GameRecord<BalanceOf<T>>,
+    >;
+
+    /// Games whose move deadline passes at the end of the block before:
+    /// block -> (task, challenger), taken and settled by `on_initialize` of
+    /// that block (entries of games that moved on or ended are skipped).
+    #[pallet::storage]
+    pub type DueGames<T: Config> = StorageMap<
+        _,
+        Twox64Concat,
+        BlockNumberFor<T>,
+        BoundedVec<(TaskId, T::AccountId), T::MaxSettlePerBlock>,
+        ValueQuery,
     >;
 
     /// Everything burned so far (total issuance fell by exactly this much
@@ -324,12 +315,15 @@ pub mod pallet {
             requester: T::AccountId,
             fee: BalanceOf<T>,
         },
-        /// A task was finalized: fee paid to the server, bond returned.
+        /// A task was finalized: fee paid to the server, bond returned, and
+        /// the task and its claim removed from storage; `output` is the
+        /// result.
         TaskFinalized {
             task: TaskId,
             server: T::AccountId,
             fee: BalanceOf<T>,
             output_hash: Hash,
+            output: BoundedVec<u8, T::MaxOutputLen>,
         },
     }
 
@@ -355,7 +349,7 @@ pub mod pallet {
         TaskNotFound,
         /// Only the requester may cancel its task.
         NotRequester,
-        /// The task already has a claim or is finalized.
+        /// The task already has a claim.
         TaskNotOpen,
         /// The input does not fit the model's input region.
         InputInvalid,
@@ -402,6 +396,12 @@ pub mod pallet {
 
     #[pallet::hooks]
     impl<T: Config> Hooks<BlockNumberFor<T>> for Pallet<T> {
+        /// Settles the games whose deadline passed in the block before, at
+        /// most `MaxSettlePerBlock`.
+        fn on_initialize(n: BlockNumberFor<T>) -> Weight {
+            Self::settle_due(n)
+        }
+
         #[cfg(feature = "try-runtime")]
         fn try_state(_n: BlockNumberFor<T>) -> Result<(), sp_runtime::TryRuntimeError> {
             Self::do_try_state()
@@ -432,36 +432,10 @@ pub mod pallet {
         pub fn register_model(
             origin: OriginFor<T>,
             code: BoundedVec<u8, T::MaxCodeLen>,
-            commitment: Arg<ModelCommitment>,
+            commitment: ModelCommitment,
         ) -> DispatchResult {
             let owner = ensure_signed(origin)?;
-            let commitment = commitment.0;
-            commitment.check_code(&code).map_err(|e| match e {
-                CommitmentError::CodeHashMismatch => Error::<T>::CodeMismatch,
-                CommitmentError::Inadmissible => Error::<T>::CodeInadmissible,
-                _ => Error::<T>::CommitmentInvalid,
-            })?;
-            let limits = opml_runtime::admission::admit(&code)
-                .map_err(|_| Error::<T>::CodeInadmissible)?
-                .limits;
-            ensure!(
-                limits.step_fuel <= T::MaxStepFuel::get(),
-                Error::<T>::StepFuelTooHigh
-            );
-            // The input proof must hold, or no task on the model could ever
-            // be claimed.
-            ensure!(
-                commitment.input_len() <= u64::from(T::MaxInputLen::get())
-                    && commitment.output_len() <= u64::from(T::MaxOutputLen::get()),
-                Error::<T>::CommitmentInvalid
-            );
-            let zeros = alloc::vec![0u8; commitment.input_len() as usize];
-            initial_state(&commitment, &zeros).map_err(|_| Error::<T>::CommitmentInvalid)?;
-            let node_ends: BoundedVec<u64, T::MaxNodes> = commitment
-                .node_ends
-                .to_vec()
-                .try_into()
-                .map_err(|_| Error::<T>::TooManyNodes)?;
+            let node_ends = Self::check_model(&code, &commitment)?;
             let id = NextModelId::<T>::get();
             let next = id.checked_add(1).ok_or(Error::<T>::IdsExhausted)?;
             let bytes: BalanceOf<T> = (code.len() as u32).into();
@@ -546,7 +520,7 @@ pub mod pallet {
             output: BoundedVec<u8, T::MaxOutputLen>,
             final_fuel: u64,
             final_memory_root: Hash,
-            output_proof: Arg<OutputProof>,
+            output_proof: OutputProof,
         ) -> DispatchResult {
             let server = ensure_signed(origin)?;
             let mut t = Tasks::<T>::get(task).ok_or(Error::<T>::TaskNotFound)?;
@@ -565,7 +539,7 @@ pub mod pallet {
                 &t.input,
                 &output,
                 &final_state,
-                &output_proof.0,
+                &output_proof,
             )
             .map_err(|e| match e {
                 ClaimError::Commitment(CommitmentError::OutputMismatch)
@@ -633,6 +607,7 @@ pub mod pallet {
             Self::hold(HoldReason::ChallengerBond, &challenger, bond)?;
             rec.open_games = rec.open_games.saturating_add(1);
             Claims::<T>::insert(task, rec);
+            Self::schedule(task, &challenger, game.deadline);
             Games::<T>::insert(task, &challenger, GameRecord { bond, game });
             Self::deposit_event(Event::Challenged { task, challenger });
             Ok(())
@@ -658,6 +633,7 @@ pub mod pallet {
                 .dissect(Party::Defender, &node_ends, &roots, Self::now())
                 .map_err(Self::move_error)?;
             let (lo, hi) = (g.game.lo, g.game.hi);
+            Self::schedule(task, &challenger, g.game.deadline);
             Games::<T>::insert(task, &challenger, g);
             Self::deposit_event(Event::RootsPosted {
                 task,
@@ -680,6 +656,7 @@ pub mod pallet {
                 .pick(Party::Challenger, index, Self::now())
                 .map_err(Self::move_error)?;
             let (lo, hi) = (g.game.lo, g.game.hi);
+            Self::schedule(task, &challenger, g.game.deadline);
             Games::<T>::insert(task, &challenger, g);
             Self::deposit_event(Event::IntervalPicked {
                 task,
@@ -739,7 +716,8 @@ pub mod pallet {
         }
 
         /// Ends the game of `challenger` against the party that let its move
-        /// deadline pass. Anyone may call it.
+        /// deadline pass. Anyone may call it (`on_initialize` does it too, for
+        /// up to `MaxSettlePerBlock` games a block).
         #[pallet::call_index(7)]
         #[pallet::weight(T::WeightInfo::timeout())]
         pub fn timeout(
@@ -748,18 +726,7 @@ pub mod pallet {
             challenger: T::AccountId,
         ) -> DispatchResult {
             ensure_signed(origin)?;
-            let mut g = Games::<T>::get(task, &challenger).ok_or(Error::<T>::GameNotFound)?;
-            let outcome = g.game.timeout(Self::now()).map_err(|e| match e {
-                GameError::DeadlineNotReached { .. } => Error::<T>::DeadlineNotReached,
-                _ => Error::<T>::MoveInvalid,
-            })?;
-            let winner = Self::settle(task, &challenger, outcome.winner)?;
-            Self::deposit_event(Event::GameTimedOut {
-                task,
-                challenger,
-                winner,
-            });
-            Ok(())
+            Self::do_timeout(task, &challenger)
         }
 
         /// Withdraws a task no server has claimed (or whose claim was
@@ -782,13 +749,13 @@ pub mod pallet {
         }
 
         /// After the challenge period, with no game open, pays the fee to the
-        /// server and returns its bond. Anyone may call it. The claim stays
-        /// in storage as the task's result.
+        /// server and returns its bond. Anyone may call it. The task and its
+        /// claim leave storage; the result is in the `TaskFinalized` event.
         #[pallet::call_index(8)]
         #[pallet::weight(T::WeightInfo::finalize())]
         pub fn finalize(origin: OriginFor<T>, task: TaskId) -> DispatchResult {
             ensure_signed(origin)?;
-            let (mut t, rec) = Self::claimed(task)?;
+            let (t, rec) = Self::claimed(task)?;
             ensure!(
                 frame_system::Pallet::<T>::block_number() > rec.challenge_end,
                 Error::<T>::ChallengePeriodRunning
@@ -809,14 +776,15 @@ pub mod pallet {
                 rec.bond,
                 Precision::Exact,
             )?;
-            t.status = TaskStatus::Finalized;
-            let fee = t.fee;
-            Tasks::<T>::insert(task, t);
+            // No game is open: nothing else refers to the task.
+            Tasks::<T>::remove(task);
+            Claims::<T>::remove(task);
             Self::deposit_event(Event::TaskFinalized {
                 task,
                 server: rec.server,
-                fee,
+                fee: t.fee,
                 output_hash: rec.claim.output_hash,
+                output: rec.output,
             });
             Ok(())
         }

@@ -7,7 +7,7 @@
 //! externalities, and only the dispatch is timed.
 
 use crate::benchmarking::{challenged, claimed, funded, last_proof, moves, signed, task};
-use crate::game::{Arg, Move};
+use crate::game::Move;
 use crate::mock::{new_test_ext, Test};
 use crate::{BenchmarkHelper, Config, Pallet};
 use frame_support::traits::{Get, StorageInfoTrait};
@@ -72,7 +72,7 @@ fn measure_weights() {
                     ok(Pallet::<T>::register_model(
                         signed::<T>(&owner).into(),
                         code,
-                        Arg(s.commitment),
+                        s.commitment,
                     ))
                 })
             }),
@@ -86,7 +86,7 @@ fn measure_weights() {
                 ok(Pallet::<T>::register_model(
                     signed::<T>(&owner).into(),
                     code,
-                    Arg(s.commitment.clone()),
+                    s.commitment.clone(),
                 ));
                 let req = funded::<T>("requester", 0);
                 Box::new(move || {
@@ -110,8 +110,7 @@ fn measure_weights() {
                 Box::new(move || {
                     let out = s.output.try_into().unwrap();
                     let o = signed::<T>(&server).into();
-                    let (fuel, root, proof) =
-                        (s.final_fuel, s.final_memory_root, Arg(s.output_proof));
+                    let (fuel, root, proof) = (s.final_fuel, s.final_memory_root, s.output_proof);
                     ok(Pallet::<T>::submit_result(o, 0, out, fuel, root, proof))
                 })
             }),

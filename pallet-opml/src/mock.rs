@@ -42,6 +42,8 @@ pub const MIN_FEE: Balance = 10;
 parameter_types! {
     pub const BurnShare: Perbill = Perbill::from_percent(10);
     pub static MaxStepFuelCap: u64 = 4_000_000;
+    /// 0 turns the `on_initialize` settling off (tests of the `timeout` call).
+    pub static MaxSettle: u32 = 4;
 }
 
 impl pallet_opml::Config for Test {
@@ -67,6 +69,7 @@ impl pallet_opml::Config for Test {
     type MaxNodes = ConstU32<256>;
     type MaxStepFuel = MaxStepFuelCap;
     type MaxOpenDisputes = ConstU32<4>;
+    type MaxSettlePerBlock = MaxSettle;
 }
 
 /// The benchmarks run the digits fixture (see `fixture::bench_scenario`).

@@ -32,11 +32,10 @@ pub struct ModelInfo<AccountId, Balance> {
 pub enum TaskStatus {
     /// Waiting for a result (again, after a claim was refuted).
     Open,
-    /// A claim is posted; see [`Claims`](crate::Claims).
+    /// A claim is posted; see [`Claims`](crate::Claims). Once it stood
+    /// through its challenge period and every dispute, `finalize` pays the
+    /// fee and removes the task and the claim.
     Claimed,
-    /// The claim stood through its challenge period and every dispute:
-    /// the fee went to the server.
-    Finalized,
 }
 
 /// A task: a model applied to one input, paid for by `requester`.
@@ -76,4 +75,29 @@ pub struct GameRecord<Balance> {
     pub bond: Balance,
     /// The core's state machine (time in block numbers).
     pub game: Game,
+}
+
+/// What the benchmarks need of a real model: a registered model's code and
+/// commitment, a task input, a wrong result on it, and the moves of the game
+/// that refutes it (dissections and picks, then the one-step proof).
+#[cfg(feature = "runtime-benchmarks")]
+pub struct BenchScenario {
+    pub code: alloc::vec::Vec<u8>,
+    pub commitment: crate::game::ModelCommitment,
+    pub input: alloc::vec::Vec<u8>,
+    pub output: alloc::vec::Vec<u8>,
+    pub final_fuel: u64,
+    pub final_memory_root: opml_runtime::Hash,
+    pub output_proof: crate::game::OutputProof,
+    pub moves: alloc::vec::Vec<crate::game::Move>,
+}
+
+/// Provides the benchmarks' scenario (a chain embeds one for the largest
+/// model and proof it admits).
+#[cfg(feature = "runtime-benchmarks")]
+pub trait BenchmarkHelper {
+    /// The chain's reference model (its largest real one).
+    fn scenario() -> BenchScenario;
+    /// A scenario whose one-step proof is close to `MaxProofLen`.
+    fn largest_proof_scenario() -> BenchScenario;
 }

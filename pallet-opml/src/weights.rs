@@ -47,12 +47,23 @@ pub trait WeightInfo {
     fn pick_interval() -> Weight;
     fn submit_one_step_proof(c: u32, p: u32) -> Weight;
     fn timeout() -> Weight;
+    fn settle_due(n: u32) -> Weight;
     fn cancel_task() -> Weight;
     fn finalize() -> Weight;
 }
 
 /// Bytes of proof per account touched (System account + Balances holds).
 const ACCOUNT: u64 = 1_200;
+
+/// `max_size` of a `Commitments` item: 16 B of `Blake2_128Concat` hash and
+/// 4 B of key, plus the core's `ModelCommitment::max_encoded_len()` (57 603 B,
+/// checked by a test).
+pub const COMMITMENT: u64 = 20 + 57_603;
+
+/// `max_size` of a `DueGames` item (the mock: 16 B key, 4 entries of a task
+/// and an 8-byte account), read and written by every call that opens a
+/// game or moves it on (checked by a test).
+pub const DUE: u64 = 16 + 1 + 4 * 16;
 
 fn db(reads: u64, writes: u64) -> Weight {
     RocksDbWeight::get().reads_writes(reads, writes)
@@ -75,28 +86,28 @@ impl WeightInfo for SubstrateWeight {
             .saturating_add(db(4, 4))
     }
     /// 1.46 ms (initial root and output proof); reads the commitment, whose
-    /// `MaxEncodedLen` (1 245 543 B) is set by the game core's bounds. Plus an
-    /// allowance (not measured) per output byte.
+    /// `MaxEncodedLen` (COMMITMENT, 57 623 B) is set by the game core's
+    /// bounds. Plus an allowance (not measured) per output byte.
     fn submit_result(o: u32) -> Weight {
-        Weight::from_parts(1_470_000_000, 4_151 + 1_245_543 + ACCOUNT)
+        Weight::from_parts(1_470_000_000, 4_151 + COMMITMENT + ACCOUNT)
             .saturating_add(Weight::from_parts(10_000, 1).saturating_mul(o.into()))
             .saturating_add(db(4, 4))
     }
     /// 1.45 ms.
     fn challenge() -> Weight {
-        Weight::from_parts(1_460_000_000, 4_151 + 4_326 + 763 + 2_070 + ACCOUNT)
-            .saturating_add(db(6, 4))
+        Weight::from_parts(1_460_000_000, 4_151 + 4_326 + 763 + 2_070 + DUE + ACCOUNT)
+            .saturating_add(db(7, 5))
     }
     /// 0.31 ms measured with 3 roots, plus an allowance (not measured) of
     /// 0.1 ms and 32 B per root.
     fn post_roots(r: u32) -> Weight {
-        Weight::from_parts(320_000_000, 4_151 + 4_326 + 763 + 2_070)
+        Weight::from_parts(320_000_000, 4_151 + 4_326 + 763 + 2_070 + DUE)
             .saturating_add(Weight::from_parts(100_000_000, 32).saturating_mul(r.into()))
-            .saturating_add(db(4, 2))
+            .saturating_add(db(5, 3))
     }
     /// 0.21 ms.
     fn pick_interval() -> Weight {
-        Weight::from_parts(220_000_000, 763).saturating_add(db(1, 2))
+        Weight::from_parts(220_000_000, 763 + DUE).saturating_add(db(2, 3))
     }
     /// 20.9 ms at 12 158 B of code and a 3 842 B proof (digits): admission,
     /// instrumentation and compilation of the code, the multiproof, one step
@@ -123,13 +134,22 @@ impl WeightInfo for SubstrateWeight {
         Weight::from_parts(5_270_000_000, 4_326 + 4_151 + 4 * 763 + 8 + 6 * ACCOUNT)
             .saturating_add(db(12, 14))
     }
+    /// `on_initialize` settling `n` due games: the queue's read and removal,
+    /// and a `timeout` for each (not measured separately: an entry whose
+    /// game moved on costs only its game's read, charged as a timeout).
+    fn settle_due(n: u32) -> Weight {
+        Weight::from_parts(0, DUE)
+            .saturating_add(db(1, 1))
+            .saturating_add(Self::timeout().saturating_mul(n.into()))
+    }
     /// 0.73 ms.
     fn cancel_task() -> Weight {
         Weight::from_parts(740_000_000, 4_151 + ACCOUNT).saturating_add(db(3, 3))
     }
-    /// 1.70 ms.
+    /// 1.70 ms (measured when it still rewrote the task instead of
+    /// removing it and the claim).
     fn finalize() -> Weight {
-        Weight::from_parts(1_700_000_000, 4_151 + 4_326 + 2 * ACCOUNT).saturating_add(db(6, 5))
+        Weight::from_parts(1_700_000_000, 4_151 + 4_326 + 2 * ACCOUNT).saturating_add(db(6, 6))
     }
 }
 
@@ -157,6 +177,9 @@ impl WeightInfo for () {
     }
     fn timeout() -> Weight {
         SubstrateWeight::timeout()
+    }
+    fn settle_due(n: u32) -> Weight {
+        SubstrateWeight::settle_due(n)
     }
     fn cancel_task() -> Weight {
         SubstrateWeight::cancel_task()

@@ -3,17 +3,19 @@
 //! output proven against the final memory root.
 
 use super::regions::{
-    chunk_contents, covered_chunks, total_len, well_formed, write_regions, ChunkBytes, EdgeError,
-    Regions,
+    chunk_contents, covered_chunks, edge_chunks, total_len, well_formed, write_regions, ChunkBytes,
+    EdgeError, Regions,
 };
-use super::{Hash, MAX_EDGE_CHUNKS, MAX_LEMMAS, MAX_NODES, MODEL_TAG, OUTPROOF_TAG};
+use super::{
+    Hash, MAX_EDGE_CHUNKS, MAX_EDGE_CHUNK_LOG2, MAX_LEMMAS, MAX_NODES, MODEL_TAG, OUTPROOF_TAG,
+};
 use alloc::vec::Vec;
 use bounded_collections::{BoundedVec, ConstU32};
 use opml_runtime::hash::{code_hash, leaf_hash, tagged};
 use opml_runtime::limits::{MAX_CHUNK_LOG2, MIN_CHUNK_LOG2, PAGE_SIZE};
 use opml_runtime::merkle::{root_from_multiproof, MerkleError, MAX_PROOF_DEPTH};
 use opml_runtime::{StateFields, Status};
-use parity_scale_codec::{Decode, Encode, MaxEncodedLen};
+use parity_scale_codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
 use scale_info::TypeInfo;
 
 /// A registered model.
@@ -23,7 +25,9 @@ use scale_info::TypeInfo;
 /// contents of every chunk the inputs only partly cover, and the Merkle
 /// multiproof lemmas of all covered chunks. From them and the input bytes
 /// anyone derives a task's initial state root without the memory image.
-#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, MaxEncodedLen, TypeInfo)]
+#[derive(
+    Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo,
+)]
 pub struct ModelCommitment {
     /// `opml_runtime::hash::code_hash` of the Wasm module.
     pub code_hash: Hash,
@@ -50,7 +54,9 @@ pub struct ModelCommitment {
 /// A Merkle proof of output bytes against a final memory root: the full
 /// final contents of the chunks the outputs only partly cover, and the
 /// multiproof lemmas of all covered chunks.
-#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, MaxEncodedLen, TypeInfo)]
+#[derive(
+    Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo,
+)]
 pub struct OutputProof {
     pub edges: BoundedVec<ChunkBytes, ConstU32<MAX_EDGE_CHUNKS>>,
     pub lemmas: BoundedVec<Hash, ConstU32<MAX_LEMMAS>>,
@@ -90,6 +96,10 @@ pub enum CommitmentError {
     EdgeChunkSize(u32),
     /// The model has no inputs or no outputs.
     NoRegions,
+    /// The input or output regions partly cover more than `MAX_EDGE_CHUNKS`
+    /// chunks, or partly cover chunks larger than `MAX_EDGE_CHUNK_BYTES`:
+    /// the commitment or an output proof could not carry them.
+    EdgesOutOfBounds,
     /// The multiproof is malformed (too few or too many lemmas, ...).
     Merkle(MerkleError),
     /// The input chunks do not hash to the initial memory root.
@@ -150,6 +160,14 @@ impl ModelCommitment {
             || !well_formed(&self.outputs, self.memory_len())
         {
             return Err(CommitmentError::BadRegions);
+        }
+        for regions in [&self.inputs, &self.outputs] {
+            let edges = edge_chunks(regions, self.chunk_log2).len();
+            if edges > MAX_EDGE_CHUNKS as usize
+                || (edges > 0 && self.chunk_log2 > MAX_EDGE_CHUNK_LOG2)
+            {
+                return Err(CommitmentError::EdgesOutOfBounds);
+            }
         }
         Ok(())
     }
@@ -253,4 +271,113 @@ pub fn verify_output(
         return Err(CommitmentError::OutputMismatch);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::Region;
+    use alloc::vec;
+    use parity_scale_codec::DecodeWithMemLimit;
+
+    fn commitment() -> ModelCommitment {
+        ModelCommitment {
+            code_hash: [1; 32],
+            initial_memory_root: [2; 32],
+            memory_pages: 1,
+            chunk_log2: 10,
+            tree_depth: 6,
+            inputs: vec![Region {
+                offset: 0,
+                len: 100,
+            }]
+            .try_into()
+            .unwrap(),
+            input_edges: vec![ChunkBytes {
+                index: 0,
+                data: vec![0u8; 1024].try_into().unwrap(),
+            }]
+            .try_into()
+            .unwrap(),
+            input_lemmas: vec![[3; 32]; 6].try_into().unwrap(),
+            outputs: vec![Region {
+                offset: 2048,
+                len: 10,
+            }]
+            .try_into()
+            .unwrap(),
+            node_ends: vec![1, 2, 3].try_into().unwrap(),
+        }
+    }
+
+    #[test]
+    fn max_encoded_len_is_bounded_works() {
+        // 8 edge chunks of 4 KiB, 512 lemmas, 1 024 node ends, 16 regions.
+        assert_eq!(ModelCommitment::max_encoded_len(), 57_603);
+        assert!(OutputProof::max_encoded_len() < 50 * 1024);
+        assert_eq!(commitment().validate(), Ok(()));
+    }
+
+    #[test]
+    fn cannot_validate_if_edge_chunks_too_large() {
+        // 8 KiB chunks: the input's partly covered chunk could not be carried.
+        let mut c = commitment();
+        c.chunk_log2 = 13;
+        c.tree_depth = 3;
+        assert_eq!(c.validate(), Err(CommitmentError::EdgesOutOfBounds));
+        // Chunk-aligned regions need no edge chunks: fine at any chunk size.
+        c.inputs = vec![Region {
+            offset: 0,
+            len: 8192,
+        }]
+        .try_into()
+        .unwrap();
+        c.outputs = vec![Region {
+            offset: 8192,
+            len: 8192,
+        }]
+        .try_into()
+        .unwrap();
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn cannot_validate_if_too_many_edge_chunks() {
+        // 5 regions of 10 bytes, each in the middle of its own 1 KiB chunk
+        // ... and of the next: 10 partly covered chunks.
+        let mut c = commitment();
+        c.memory_pages = 1;
+        let regions: Vec<Region> = (0..5)
+            .map(|i| Region {
+                offset: 2048 * i + 1019,
+                len: 10,
+            })
+            .collect();
+        c.outputs = regions.try_into().unwrap();
+        assert_eq!(c.validate(), Err(CommitmentError::EdgesOutOfBounds));
+        c.outputs.truncate(4);
+        assert_eq!(c.validate(), Ok(()));
+    }
+
+    #[test]
+    fn decode_with_mem_limit_works() {
+        let (c, p) = (
+            commitment(),
+            OutputProof {
+                edges: Default::default(),
+                lemmas: vec![[4; 32]].try_into().unwrap(),
+            },
+        );
+        let got = ModelCommitment::decode_with_mem_limit(&mut &c.encode()[..], 1 << 20).unwrap();
+        assert_eq!(got, c);
+        let got = OutputProof::decode_with_mem_limit(&mut &p.encode()[..], 1 << 20).unwrap();
+        assert_eq!(got, p);
+    }
+
+    #[test]
+    fn cannot_decode_commitment_if_mem_limit_too_small() {
+        // The edge chunk alone allocates 1 KiB.
+        let bytes = commitment().encode();
+        assert!(ModelCommitment::decode_with_mem_limit(&mut &bytes[..], 512).is_err());
+    }
 }

@@ -23,16 +23,30 @@ pub use opml_runtime::Hash;
 pub const MAX_K: u32 = 16;
 /// Most dissection points in one move (`MAX_K - 1`).
 pub const MAX_POINTS: u32 = MAX_K - 1;
+// The bounds below set `ModelCommitment::max_encoded_len()` (57 603 B; it was
+// 1.25 MB with 16 edge chunks of up to 64 KiB), which a chain charges as the
+// proof size of every call reading a commitment. The real fixtures use far
+// less (`tests/commitment_bounds.rs`): digits 5 nodes, 1 edge chunk of 512 B,
+// 7 lemmas (879 B); PaddleOCR 109 nodes, 2 edge chunks, 8 lemmas (2 262 B);
+// MiniLM 88 nodes.
+
 /// Most graph nodes of a committed model.
-pub const MAX_NODES: u32 = 8192;
+pub const MAX_NODES: u32 = 1024;
 /// Most input (or output) regions of a model.
 pub const MAX_REGIONS: u32 = 8;
-/// Most partially covered chunks of the input (or output) regions.
-pub const MAX_EDGE_CHUNKS: u32 = 2 * MAX_REGIONS;
-/// Largest memory chunk (`2^MAX_CHUNK_LOG2` of the runtime).
-pub const MAX_CHUNK_BYTES: u32 = 1 << 16;
-/// Most Merkle lemmas of an input or output proof.
-pub const MAX_LEMMAS: u32 = 4096;
+/// Most partially covered chunks of the input (or output) regions together
+/// (`ModelCommitment::validate` refuses layouts with more).
+pub const MAX_EDGE_CHUNKS: u32 = 8;
+/// log2 of the largest chunk a commitment or an output proof carries whole:
+/// a model with larger chunks must align its input and output regions to
+/// chunk boundaries (`validate` checks it).
+pub const MAX_EDGE_CHUNK_LOG2: u32 = 12;
+/// Largest partially covered chunk carried whole (4 KiB).
+pub const MAX_EDGE_CHUNK_BYTES: u32 = 1 << MAX_EDGE_CHUNK_LOG2;
+/// Most Merkle lemmas of an input or output proof. The covered chunks of at
+/// most `MAX_REGIONS` regions form at most that many runs of adjacent
+/// leaves; a multiproof needs at most two siblings per run per tree level.
+pub const MAX_LEMMAS: u32 = 2 * MAX_REGIONS * opml_runtime::merkle::MAX_PROOF_DEPTH;
 /// Largest one-step proof accepted in a [`Move::OneStep`].
 pub const MAX_PROOF_BYTES: u32 = 1 << 21;
 

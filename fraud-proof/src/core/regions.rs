@@ -1,14 +1,25 @@
 //! Byte regions of linear memory and the chunks that cover them.
 
-use super::{MAX_CHUNK_BYTES, MAX_REGIONS};
+use super::{MAX_EDGE_CHUNK_BYTES, MAX_REGIONS};
 use alloc::vec;
 use alloc::vec::Vec;
 use bounded_collections::{BoundedVec, ConstU32};
-use parity_scale_codec::{Decode, Encode, MaxEncodedLen};
+use parity_scale_codec::{Decode, DecodeWithMemTracking, Encode, MaxEncodedLen};
 use scale_info::TypeInfo;
 
 /// `len` bytes at `offset` of linear memory.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Encode, Decode, MaxEncodedLen, TypeInfo)]
+#[derive(
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Debug,
+    Encode,
+    Decode,
+    DecodeWithMemTracking,
+    MaxEncodedLen,
+    TypeInfo,
+)]
 pub struct Region {
     pub offset: u32,
     pub len: u32,
@@ -21,11 +32,14 @@ impl Region {
     }
 }
 
-/// The full contents of one memory chunk.
-#[derive(Clone, PartialEq, Eq, Debug, Encode, Decode, MaxEncodedLen, TypeInfo)]
+/// The full contents of one partially covered memory chunk (at most
+/// `MAX_EDGE_CHUNK_BYTES`).
+#[derive(
+    Clone, PartialEq, Eq, Debug, Encode, Decode, DecodeWithMemTracking, MaxEncodedLen, TypeInfo,
+)]
 pub struct ChunkBytes {
     pub index: u32,
-    pub data: BoundedVec<u8, ConstU32<MAX_CHUNK_BYTES>>,
+    pub data: BoundedVec<u8, ConstU32<MAX_EDGE_CHUNK_BYTES>>,
 }
 
 /// Regions of a model, as stored.
@@ -56,6 +70,22 @@ pub fn fully_covered(regions: &[Region], chunk_log2: u32, index: u32) -> bool {
         .map(|r| r.end().min(hi).saturating_sub(u64::from(r.offset).max(lo)))
         .sum();
     covered == hi - lo
+}
+
+/// Sorted, unique indices of the chunks `regions` cover only partly (only a
+/// region's first and last chunk can be). `regions` must be well formed.
+pub fn edge_chunks(regions: &[Region], chunk_log2: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for r in regions.iter().filter(|r| r.len > 0) {
+        let first = (u64::from(r.offset) >> chunk_log2) as u32;
+        let last = ((r.end() - 1) >> chunk_log2) as u32;
+        out.push(first);
+        out.push(last);
+    }
+    out.sort_unstable();
+    out.dedup();
+    out.retain(|&c| !fully_covered(regions, chunk_log2, c));
+    out
 }
 
 /// Whether `regions` are ascending and disjoint, all inside `memory_len`.

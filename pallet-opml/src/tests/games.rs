@@ -118,6 +118,8 @@ fn honest_server_beats_false_challenge() {
 #[test]
 fn silent_server_loses_by_timeout() {
     new_test_ext().execute_with(|| {
+        // Settled by the `timeout` call, not by `on_initialize`.
+        MaxSettle::set(0);
         let d = digits();
         let mut server = claimed(Cheat::Silent { after: 1 });
         assert_ok!(Opml::challenge(RuntimeOrigin::signed(ALICE), TASK));
@@ -156,6 +158,8 @@ fn silent_server_loses_by_timeout() {
 #[test]
 fn silent_challenger_loses_by_timeout() {
     new_test_ext().execute_with(|| {
+        // Settled by the `timeout` call, not by `on_initialize`.
+        MaxSettle::set(0);
         let d = digits();
         let mut server = claimed(Cheat::None);
         assert_ok!(Opml::challenge(RuntimeOrigin::signed(ALICE), TASK));
@@ -329,6 +333,8 @@ fn cannot_move_out_of_turn() {
 #[test]
 fn sybils_filling_every_slot_cannot_run_out_the_period() {
     new_test_ext().execute_with(|| {
+        // Settled by the `timeout` call, not by `on_initialize`.
+        MaxSettle::set(0);
         let d = digits();
         let mut server = claimed(Cheat::WrongOutput);
         // The cheater's sybils take every slot and stall until the period

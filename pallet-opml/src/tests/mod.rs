@@ -1,7 +1,6 @@
 //! Tests on the mock runtime with the real digits fixture (see `fixture.rs`).
 
 use crate::fixture::{digits, Submission};
-use crate::game::Arg;
 use crate::mock::*;
 use crate::{
     Claims, Code, Error, Event, Games, Models, NextTaskId, TaskStatus, Tasks, TotalBurned,
@@ -52,7 +51,7 @@ fn register() {
     assert_ok!(Opml::register_model(
         RuntimeOrigin::signed(OWNER),
         d.code.clone().try_into().unwrap(),
-        Arg(d.model.clone()),
+        d.model.clone(),
     ));
 }
 
@@ -74,7 +73,7 @@ fn submit(server: AccountId, s: &Submission) -> frame_support::dispatch::Dispatc
         output.clone().try_into().unwrap(),
         final_state.fuel,
         final_state.memory_root,
-        Arg(proof.clone()),
+        proof.clone(),
     )
 }
 
@@ -184,7 +183,7 @@ fn cannot_register_model_if_code_mismatches() {
             Opml::register_model(
                 RuntimeOrigin::signed(OWNER),
                 code.try_into().unwrap(),
-                Arg(d.model.clone())
+                d.model.clone()
             ),
             Error::<Test>::CodeMismatch
         );
@@ -201,7 +200,7 @@ fn cannot_register_model_if_commitment_invalid() {
             Opml::register_model(
                 RuntimeOrigin::signed(OWNER),
                 d.code.clone().try_into().unwrap(),
-                Arg(model)
+                model
             ),
             Error::<Test>::CommitmentInvalid
         );
@@ -212,7 +211,7 @@ fn cannot_register_model_if_commitment_invalid() {
             Opml::register_model(
                 RuntimeOrigin::signed(OWNER),
                 d.code.clone().try_into().unwrap(),
-                Arg(model)
+                model
             ),
             Error::<Test>::CommitmentInvalid
         );
@@ -222,7 +221,25 @@ fn cannot_register_model_if_commitment_invalid() {
             Opml::register_model(
                 RuntimeOrigin::signed(OWNER),
                 d.code.clone().try_into().unwrap(),
-                Arg(model)
+                model
+            ),
+            Error::<Test>::CommitmentInvalid
+        );
+        // Outputs partly covering 10 chunks (> MAX_EDGE_CHUNKS): no output
+        // proof could carry them, so no claim could ever be made.
+        let mut model = d.model.clone();
+        let regions: Vec<opml_fraud_proof::core::Region> = (0..5)
+            .map(|i| opml_fraud_proof::core::Region {
+                offset: 1024 * i + 507,
+                len: 10,
+            })
+            .collect();
+        model.outputs = regions.try_into().unwrap();
+        assert_noop!(
+            Opml::register_model(
+                RuntimeOrigin::signed(OWNER),
+                d.code.clone().try_into().unwrap(),
+                model
             ),
             Error::<Test>::CommitmentInvalid
         );
@@ -245,7 +262,7 @@ fn cannot_register_model_if_step_fuel_too_high() {
             Opml::register_model(
                 RuntimeOrigin::signed(OWNER),
                 d.code.clone().try_into().unwrap(),
-                Arg(d.model.clone())
+                d.model.clone()
             ),
             Error::<Test>::StepFuelTooHigh
         );
@@ -260,7 +277,7 @@ fn cannot_register_model_if_balance_insufficient() {
             Opml::register_model(
                 RuntimeOrigin::signed(POOR),
                 d.code.clone().try_into().unwrap(),
-                Arg(d.model.clone())
+                d.model.clone()
             ),
             Error::<Test>::InsufficientBalance
         );
@@ -400,7 +417,7 @@ fn cannot_submit_result_if_output_not_proven_or_task_claimed() {
                 honest.0.clone().try_into().unwrap(),
                 0,
                 [0; 32],
-                Arg(honest.2.clone())
+                honest.2.clone()
             ),
             Error::<Test>::TaskNotFound
         );
@@ -416,27 +433,51 @@ fn finalize_works() {
         claimed(Cheat::None);
         let (server0, req0) = (free(SERVER), free(REQUESTER));
         run_to_block(2 + CHALLENGE_PERIOD);
+        let rec = Claims::<Test>::get(TASK).unwrap();
         assert_ok!(Opml::finalize(RuntimeOrigin::signed(CAROL), TASK));
         assert_eq!(free(SERVER), server0 + FEE + SERVER_BOND);
         assert_eq!(free(REQUESTER), req0);
         assert_eq!(hold_of(crate::HoldReason::TaskFee, REQUESTER), 0);
-        assert_eq!(
-            Tasks::<Test>::get(TASK).unwrap().status,
-            TaskStatus::Finalized
-        );
-        let output_hash = Claims::<Test>::get(TASK).unwrap().claim.output_hash;
+        // The finished task leaves no storage behind; the result is in the
+        // event.
+        assert!(Tasks::<Test>::get(TASK).is_none());
+        assert!(Claims::<Test>::get(TASK).is_none());
+        assert_eq!(Games::<Test>::iter_prefix(TASK).count(), 0);
         System::assert_last_event(
             Event::TaskFinalized {
                 task: TASK,
                 server: SERVER,
                 fee: FEE,
-                output_hash,
+                output_hash: rec.claim.output_hash,
+                output: rec.output,
             }
             .into(),
         );
         assert_noop!(
             Opml::finalize(RuntimeOrigin::signed(CAROL), TASK),
-            Error::<Test>::ClaimNotFound
+            Error::<Test>::TaskNotFound
+        );
+        check_books();
+    });
+}
+
+#[test]
+fn cannot_submit_or_challenge_if_task_finalized() {
+    new_test_ext().execute_with(|| {
+        claimed(Cheat::None);
+        run_to_block(2 + CHALLENGE_PERIOD);
+        assert_ok!(Opml::finalize(RuntimeOrigin::signed(CAROL), TASK));
+        assert_noop!(
+            submit(BOB, &digits().submission(Cheat::None)),
+            Error::<Test>::TaskNotFound
+        );
+        assert_noop!(
+            Opml::challenge(RuntimeOrigin::signed(ALICE), TASK),
+            Error::<Test>::TaskNotFound
+        );
+        assert_noop!(
+            Opml::cancel_task(RuntimeOrigin::signed(REQUESTER), TASK),
+            Error::<Test>::TaskNotFound
         );
         check_books();
     });
@@ -445,6 +486,9 @@ fn finalize_works() {
 #[test]
 fn cannot_finalize_if_period_running_or_disputes_open() {
     new_test_ext().execute_with(|| {
+        // The games stay open past their deadlines (no `on_initialize`
+        // settling).
+        MaxSettle::set(0);
         claimed(Cheat::None);
         assert_noop!(
             Opml::finalize(RuntimeOrigin::signed(CAROL), TASK),
@@ -462,6 +506,9 @@ fn cannot_finalize_if_period_running_or_disputes_open() {
 #[test]
 fn cannot_challenge_if_late_own_repeated_or_full() {
     new_test_ext().execute_with(|| {
+        // The games stay open past their deadlines (no `on_initialize`
+        // settling).
+        MaxSettle::set(0);
         claimed(Cheat::None);
         assert_noop!(
             Opml::challenge(RuntimeOrigin::signed(SERVER), TASK),
@@ -497,3 +544,27 @@ fn cannot_challenge_if_late_own_repeated_or_full() {
 }
 
 mod games;
+mod hooks;
+
+#[test]
+fn submit_result_proof_size_covers_commitment_works() {
+    use frame_support::traits::StorageInfoTrait;
+    use parity_scale_codec::MaxEncodedLen;
+    let info = crate::Commitments::<Test>::storage_info();
+    assert_eq!(
+        u64::from(info[0].max_size.unwrap()),
+        crate::weights::COMMITMENT
+    );
+    assert_eq!(
+        crate::weights::COMMITMENT,
+        20 + crate::game::ModelCommitment::max_encoded_len() as u64
+    );
+    let due = crate::DueGames::<Test>::storage_info();
+    assert_eq!(u64::from(due[0].max_size.unwrap()), crate::weights::DUE);
+    let settle = <() as crate::WeightInfo>::settle_due(4);
+    let timeout = <() as crate::WeightInfo>::timeout();
+    assert!(settle.all_gte(timeout.saturating_mul(4)));
+    let w = <() as crate::WeightInfo>::submit_result(0);
+    assert!(w.proof_size() >= crate::weights::COMMITMENT);
+    assert!(w.proof_size() < 70 * 1024);
+}
