@@ -62,7 +62,7 @@ fn parse_shape(s: &str) -> Result<(String, Vec<usize>), CliError> {
 /// The first axis of `t` indexes samples: the flat values of each sample.
 fn samples_of<'a>(path: &Path, t: &'a NamedTensor) -> Result<Vec<&'a [f32]>, CliError> {
     let n = *t.shape.first().unwrap_or(&0);
-    if n == 0 || t.data.len() % n != 0 {
+    if n == 0 || !t.data.len().is_multiple_of(n) {
         return Err(CliError::BadInput(format!(
             "{}: array {:?} has no samples along the first axis",
             path.display(),
