@@ -316,16 +316,24 @@ impl Program {
                     self.tensors[o.wa].offset as usize,
                     self.tensors[o.wb].offset as usize,
                 );
-                let w = (0..l as usize)
+                // |d[l]| = |(len - 1) x[l] - sum_{m != l} x[m]| <= 128 (len
+                // c[l] + C) with c = |wa| + |wb| and C = sum_m c[m].
+                let c: Vec<u128> = (0..l as usize)
                     .map(|c| {
                         u128::from(read_i32(image, pa + 4 * c).unsigned_abs())
                             + u128::from(read_i32(image, pb + 4 * c).unsigned_abs())
                     })
-                    .max()
-                    .unwrap_or(0);
-                let x = 127 * w;
+                    .collect();
+                let total: u128 = c.iter().sum();
                 let l = u128::from(o.len);
-                if 4 * l * l * l * x * x + eps_u128(o.eps) >= 1 << 62 {
+                let var: u128 = c
+                    .iter()
+                    .map(|c| {
+                        let d = 128 * (l * c + total);
+                        d * d
+                    })
+                    .sum();
+                if var + eps_u128(o.eps) >= 1 << 62 {
                     return Err(bad(node, "layer_norm weights too large for i64"));
                 }
                 Ok(())

@@ -171,7 +171,9 @@ impl Lowering<'_> {
         let k = weight.len() / channels.max(1);
         let bq = quantize_bias(bias, s_in, &sw, k).map_err(|e| err(name, op, e))?;
         let (mut mul, mut sh) = (Vec::with_capacity(channels), Vec::with_capacity(channels));
-        for s_w in &sw {
+        let out_cols = self.cols[output].clone().filter(|c| c.len() == channels);
+        for (j, s_w) in sw.iter().enumerate() {
+            let s_out = out_cols.as_ref().map_or(s_out, |c| c[j]);
             let (m, s) = multiplier(f64::from(s_in) * s_w / f64::from(s_out))
                 .map_err(|e| err(name, op, e))?;
             mul.push(m);
@@ -206,9 +208,12 @@ impl Lowering<'_> {
     }
 
     /// The integer layer normalization (see [`ir::LayerNorm`]). With `u`
-    /// the real value of one unit of `x = a wa + b wb`: `wa + wb` is as
-    /// large as `4 len^3 (127 (wa + wb))^2 < 2^61` allows (so the variance
-    /// sum stays below 2^62), `eps` is `eps len^3 / u^2`, and `k` the
+    /// the real value of one unit of `x = a wa + b wb`: `wa[l]`, `wb[l]`
+    /// are the columns' scales in units of `u`, with `u` as small as the
+    /// bound `sum_l (128 (len c[l] + sum_m c[m]))^2 < 0.98 * 2^62` on the
+    /// variance sum allows (`c = wa + wb`; with per-column scales the
+    /// small columns leave room for larger weights, so their rounding
+    /// error shrinks), `eps` is `eps len^3 / u^2`, and `k` the
     /// largest shift (<= 30) that keeps `|gamma|, |beta| < 2^30`.
     fn layer_norm(
         &mut self,
@@ -220,7 +225,6 @@ impl Lowering<'_> {
     ) -> Result<Op, LowerError> {
         let e = |m: &str| err(name, "LayerNormalization", m);
         let lf = len as f64;
-        let budget = (2f64.powi(30) / (lf * lf.sqrt()) / 127.0 * 0.99).floor();
         let col = |w: &Self, v: ValueId| -> Vec<f64> {
             match &w.cols[v] {
                 Some(c) => c.iter().map(|s| f64::from(*s)).collect(),
@@ -231,16 +235,42 @@ impl Lowering<'_> {
         let sb = b.map_or(vec![0.0; len], |b| col(self, b));
         let so = col(self, out_v);
         let top = sa.iter().chain(&sb).fold(0.0f64, |m, s| m.max(*s));
-        let w = if b.is_some() {
-            (budget / 2.0).floor()
-        } else {
-            budget
-        };
-        if w < 1.0 || top.is_nan() || top <= 0.0 {
+        if top.is_nan() || top <= 0.0 || !top.is_finite() {
             return Err(e("row too long for the integer layer normalization"));
         }
-        let wa: Vec<i32> = sa.iter().map(|s| (s / top * w).round() as i32).collect();
-        let wb: Vec<i32> = sb.iter().map(|s| (s / top * w).round() as i32).collect();
+        // Integer weights `round(s / top * w)` with the largest `w` for
+        // which the bound `|d[l]| <= 128 (len c[l] + sum_m c[m])` (with
+        // `c = wa + wb`) keeps `sum_l d[l]^2 + eps` below `0.98 * 2^62`.
+        let weights = |w: f64| -> (Vec<i32>, Vec<i32>) {
+            let q = |v: &[f64]| v.iter().map(|s| (s / top * w).round() as i32).collect();
+            (q(&sa), q(&sb))
+        };
+        let bound = |wa: &[i32], wb: &[i32]| -> f64 {
+            let c: Vec<f64> = wa
+                .iter()
+                .zip(wb)
+                .map(|(x, y)| f64::from(*x) + f64::from(*y))
+                .collect();
+            let total: f64 = c.iter().sum();
+            c.iter().map(|c| (128.0 * (lf * c + total)).powi(2)).sum()
+        };
+        let limit = 0.98 * 2f64.powi(62) - f64::from(i32::MAX);
+        let unit_bound: f64 = {
+            let c: Vec<f64> = sa.iter().zip(&sb).map(|(x, y)| (x + y) / top).collect();
+            let total: f64 = c.iter().sum();
+            c.iter().map(|c| (128.0 * (lf * c + total)).powi(2)).sum()
+        };
+        let mut w = (limit / unit_bound).sqrt().min(f64::from(1 << 24)).floor();
+        let (wa, wb) = loop {
+            let (wa, wb) = weights(w);
+            if w < 1.0 || bound(&wa, &wb) < limit {
+                break (wa, wb);
+            }
+            w = (w * 0.99).floor();
+        };
+        if w < 1.0 {
+            return Err(e("row too long for the integer layer normalization"));
+        }
         let unit = top / w;
         let eps_i = round_clamp(eps * lf * lf * lf / (unit * unit), 0, i32::MAX);
         let (g, bt): (Vec<f64>, Vec<f64>) = (
@@ -659,6 +689,33 @@ fn column_scales(
             });
         if let (true, Some(c)) = (ok, ranges.columns[v].as_ref()) {
             cols[v] = Some(c.iter().map(|m| act_scale(*m)).collect());
+        }
+    }
+    // Row-major matmul outputs read only by layer norms (the residual
+    // branches): per-output-channel requantization gives every column its
+    // own scale, and the layer norm's per-column `wa`, `wb` absorb it.
+    // BERT-like feed-forward outputs have a few columns hundreds of times
+    // larger than the rest.
+    for step in &plan.steps {
+        let Step::MatMul {
+            output,
+            n,
+            o_stride,
+            ..
+        } = step
+        else {
+            continue;
+        };
+        let v = *output;
+        let mut readers = plan.steps.iter().filter(|s| s.inputs().contains(&v));
+        let ok = !output_roots[v]
+            && *o_stride == [*n, 1]
+            && readers.clone().next().is_some()
+            && readers.all(|s| matches!(s, Step::LayerNorm { len, .. } if len == n));
+        if let (true, Some(c)) = (ok, ranges.columns[v].as_ref()) {
+            if c.len() == *n {
+                cols[v] = Some(c.iter().map(|m| act_scale(*m)).collect());
+            }
         }
     }
     cols
