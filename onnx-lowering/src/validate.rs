@@ -162,10 +162,25 @@ impl Program {
                 if !dense(n, 1) && !dense(1, m) {
                     return Err(bad(node, "matmul output strides are not a dense layout"));
                 }
-                self.expect(node, "input", o.a, DType::I8, m * k)?;
+                let narrow = |id| -> Result<DType, LowerError> {
+                    let dt = self.get(id, node, "matmul operand")?.dtype;
+                    Ok(if dt == DType::I16 { dt } else { DType::I8 })
+                };
+                let (da, dout) = (narrow(o.a)?, narrow(o.output)?);
+                self.expect(node, "input", o.a, da, m * k)?;
                 self.expect(node, "weight", o.w, DType::I8, n * k)?;
                 self.expect(node, "bias", o.bias, DType::I32, n)?;
-                self.expect(node, "output", o.output, DType::I8, m * n)?;
+                self.expect(node, "output", o.output, dout, m * n)?;
+                if dout == DType::I16 {
+                    let mut r = o.requant.clone();
+                    let ok = (-32768..=32767).contains(&r.lo) && (-32768..=32767).contains(&r.hi);
+                    if !ok || r.lo > r.hi {
+                        return Err(bad(node, "clamp is not an i16 range"));
+                    }
+                    // The rest of the requantization as for an i8 output.
+                    (r.lo, r.hi) = (-128, 127);
+                    return self.expect_requant(node, &r, n, image);
+                }
                 self.expect_requant(node, &o.requant, n, image)
             }
             Op::Conv(o) => {
@@ -419,6 +434,17 @@ impl Program {
                 self.expect(node, "input", o.input, DType::I8, n)?;
                 self.expect(node, "output", o.output, DType::I8, n)?;
                 self.expect(node, "table", o.table, DType::I8, 256)
+            }
+            Op::Interp(o) => {
+                let n = u64::from(self.get(o.output, node, "output")?.len());
+                self.expect(node, "input", o.input, DType::I16, n)?;
+                self.expect(node, "output", o.output, DType::I16, n)?;
+                self.expect(node, "table", o.table, DType::I32, 1025)?;
+                let ok = (-32768..=32767).contains(&o.lo) && (-32768..=32767).contains(&o.hi);
+                if !ok || o.lo > o.hi {
+                    return Err(bad(node, "interp clamp is not an i16 range"));
+                }
+                Ok(())
             }
         }
     }

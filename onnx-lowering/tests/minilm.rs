@@ -167,21 +167,21 @@ fn cosines(imp: &Imported, art: &Artifact) -> Vec<f64> {
 }
 
 /// The measured accuracy must not regress below what the current numeric
-/// scheme reaches (min 0.978 over the 10 sentences when this was written,
-/// with per-column scales on the residual branches; the target,
-/// 0.999, is the ignored test below).
+/// scheme reaches (min 0.994 over the 10 sentences when this was written,
+/// with per-column scales on the residual branches and an `i16` GELU; the
+/// issue's target, 0.999, is the ignored test below).
 #[test]
 fn minilm_lowers_and_native_embeddings_stay_above_the_measured_floor() {
     let Some((imp, art)) = lowered() else { return };
     let cos = cosines(imp, art);
     assert!(
-        cos.iter().all(|c| *c >= 0.975),
+        cos.iter().all(|c| *c >= 0.99),
         "accuracy regressed: {cos:.5?}"
     );
 }
 
 #[test]
-#[ignore = "misses the 0.999 target: int8 activations give min cosine 0.978, mean 0.985 (README)"]
+#[ignore = "misses the 0.999 target: min cosine 0.994, mean 0.996 (README)"]
 fn minilm_native_embeddings_meet_the_cosine_target() {
     let Some((imp, art)) = lowered() else { return };
     let cos = cosines(imp, art);

@@ -12,7 +12,8 @@ use super::calibrate::Calibration;
 use super::mathfn;
 use super::plan::{Plan, Step, ValueId};
 use super::quantize::{
-    act_scale, add_multipliers, multiplier, quantize_bias, quantize_rows, round_clamp,
+    act_scale, act_scale_range, add_multipliers, multiplier, quantize_bias_reach, quantize_rows,
+    round_clamp,
 };
 use crate::builder::ProgramBuilder;
 use crate::error::LowerError;
@@ -50,6 +51,8 @@ struct Lowering<'a> {
     /// Activation products kept as exact `i32` sums (read only by a masked
     /// softmax), with scale `s_a * s_b`.
     wide: Vec<bool>,
+    /// `i16` activations quantized to `-R..=R` (see [`i16_values`]).
+    half: Vec<Option<i32>>,
 }
 
 impl Lowering<'_> {
@@ -108,6 +111,11 @@ impl Lowering<'_> {
         } else if self.wide[v] {
             self.room(&value.name, value.len(), 4)?;
             let t = self.b.tensor(&value.name, DType::I32, &self.shape(v), kind);
+            self.b.set_quant(t, self.scales[v], 0);
+            t
+        } else if self.half[v].is_some() {
+            self.room(&value.name, value.len(), 2)?;
+            let t = self.b.tensor(&value.name, DType::I16, &self.shape(v), kind);
             self.b.set_quant(t, self.scales[v], 0);
             t
         } else {
@@ -169,7 +177,11 @@ impl Lowering<'_> {
         };
         let (wq, sw) = quantize_rows(weight, channels);
         let k = weight.len() / channels.max(1);
-        let bq = quantize_bias(bias, s_in, &sw, k).map_err(|e| err(name, op, e))?;
+        let reach = match self.half[input] {
+            Some(r) => i64::from(r) * max_row_sum(&wq, k),
+            None => (k as i64).saturating_mul(128 * 127),
+        };
+        let bq = quantize_bias_reach(bias, s_in, &sw, reach).map_err(|e| err(name, op, e))?;
         let (mut mul, mut sh) = (Vec::with_capacity(channels), Vec::with_capacity(channels));
         let out_cols = self.cols[output].clone().filter(|c| c.len() == channels);
         for (j, s_w) in sw.iter().enumerate() {
@@ -182,7 +194,12 @@ impl Lowering<'_> {
         let w = self.const_i8(&format!("{name}.weight"), wshape, &wq)?;
         let bias = self.const_i32(&format!("{name}.bias"), &bq)?;
         self.room(name, 2 * channels, 4)?;
-        let (lo, hi) = if relu { (0, 127) } else { (-128, 127) };
+        let top = self.half[output].unwrap_or(127);
+        let (lo, hi) = match (relu, self.half[output]) {
+            (true, _) => (0, top),
+            (false, Some(r)) => (-r, r),
+            (false, None) => (-128, 127),
+        };
         let rq = self.b.requant(name, &mul, &sh, 0, lo, hi);
         Ok((w, bias, rq))
     }
@@ -491,6 +508,31 @@ impl Lowering<'_> {
             }
             Step::Pointwise {
                 name, input, expr, ..
+            } if self.half[*input].is_some() => {
+                // t[h] = f((64 h - 32768) s_in) / s_out, see `ir::Interp`.
+                let (s_in, s_out) = (
+                    f64::from(self.scales[*input]),
+                    f64::from(self.scales[out_v]),
+                );
+                let r = self.half[out_v].unwrap_or(32767);
+                let table: Vec<i32> = (0..1025)
+                    .map(|h| {
+                        let x = f64::from(64 * h - 32768) * s_in;
+                        round_clamp(expr.eval(x) / s_out, -(1 << 24), 1 << 24)
+                    })
+                    .collect();
+                self.room(name, 1025, 4)?;
+                let table = self.b.const_i32(&format!("{name}.knots"), &[1025], &table);
+                Op::Interp(ir::Interp {
+                    input: self.tensor(*input),
+                    table,
+                    output: self.define(out_v, TensorKind::Activation)?,
+                    lo: -r,
+                    hi: r,
+                })
+            }
+            Step::Pointwise {
+                name, input, expr, ..
             } => {
                 let (s_in, s_out) = (
                     f64::from(self.scales[*input]),
@@ -721,6 +763,56 @@ fn column_scales(
     cols
 }
 
+/// `max_j sum_k |w[j, k]|` of `i8` weights with rows of `k`.
+fn max_row_sum(w: &[i8], k: usize) -> i64 {
+    w.chunks(k.max(1))
+        .map(|row| row.iter().map(|x| i64::from(x.unsigned_abs())).sum::<i64>())
+        .max()
+        .unwrap_or(0)
+}
+
+/// Values kept as `i16`, with their range `R` (quantized to `-R..=R`):
+/// an element-wise function (GELU) between two matmuls, its input (read
+/// only by it, range `32767`) and its output (read only by matmuls, range
+/// as large as `R max_j sum_k |w[j, k]| <= 2^30` allows for every reader,
+/// so that the readers' `i32` sums cannot wrap whatever their bias). An
+/// `i8` GELU output costs most of the error of an encoder layer: most of
+/// its values are near 0 while a few reach the maximum.
+fn i16_values(plan: &Plan, output_roots: &[bool]) -> Vec<Option<i32>> {
+    let mut half = vec![None; plan.values.len()];
+    let readers = |v: ValueId| plan.steps.iter().filter(move |s| s.inputs().contains(&v));
+    for step in &plan.steps {
+        let Step::Pointwise { input, output, .. } = step else {
+            continue;
+        };
+        let (i, o) = (*input, *output);
+        let from_matmul = plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::MatMul { output, .. } if *output == i));
+        let only_this = readers(i).count() == 1;
+        let mut reach = 0i64;
+        let mut to_matmuls = readers(o).next().is_some();
+        for s in readers(o) {
+            match s {
+                Step::MatMul {
+                    input, weight, n, ..
+                } if *input == o => {
+                    let (wq, _) = quantize_rows(weight, *n);
+                    reach = reach.max(max_row_sum(&wq, weight.len() / (*n).max(1)));
+                }
+                _ => to_matmuls = false,
+            }
+        }
+        if from_matmul && only_this && to_matmuls && !output_roots[i] && !output_roots[o] {
+            let r = ((1i64 << 30) / reach.max(1)).clamp(127, 32767) as i32;
+            half[i] = Some(32767);
+            half[o] = Some(r);
+        }
+    }
+    half
+}
+
 /// Lowers `plan` with the calibrated `max |x|` of every value.
 pub fn lower(plan: &Plan, ranges: &Calibration) -> Result<Lowered, LowerError> {
     let n = plan.values.len();
@@ -783,6 +875,12 @@ pub fn lower(plan: &Plan, ranges: &Calibration) -> Result<Lowered, LowerError> {
             }
         }
     }
+    let half = i16_values(plan, &output_roots);
+    for (v, r) in half.iter().enumerate() {
+        if let Some(r) = r {
+            scales[v] = act_scale_range(ranges.max[v], *r);
+        }
+    }
     let mut l = Lowering {
         plan,
         b: ProgramBuilder::new(),
@@ -791,6 +889,7 @@ pub fn lower(plan: &Plan, ranges: &Calibration) -> Result<Lowered, LowerError> {
         output_roots,
         cols,
         wide,
+        half,
     };
     for v in &plan.inputs {
         l.define(*v, TensorKind::Input)?;

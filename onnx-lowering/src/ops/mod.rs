@@ -12,6 +12,7 @@ pub mod conv;
 pub mod elementwise;
 pub mod family;
 pub mod gather;
+pub mod interp;
 pub mod layer_norm;
 pub mod masked_softmax;
 pub mod matmul;

@@ -1,0 +1,205 @@
+//! Native executor vs. Wasm sandbox on random programs of the `i16`
+//! kernel variants (matmul with an `i16` input and/or output, and the
+//! interpolated function table), and both against reference
+//! implementations of the IR spec written here independently (`i128`
+//! arithmetic, explicit rounding).
+//!
+//! Every Wasm run also checks the per-node fuel recorded at build time, so
+//! random data also tests that the fuel does not depend on the data.
+
+use opml_lowering::builder::ProgramBuilder;
+use opml_lowering::ir::{DType, Interp, MatMul, Op, TensorKind};
+use opml_lowering::Artifact;
+use proptest::prelude::*;
+
+mod common;
+use common::{small_budget, Rng};
+
+fn i16_bytes(v: &[i16]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn from_i16_bytes(b: &[u8]) -> Vec<i16> {
+    b.chunks_exact(2)
+        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+        .collect()
+}
+
+/// Runs both engines; checks boundaries and memory agree; returns the
+/// output's bytes.
+fn both(a: &Artifact, inputs: &[Vec<u8>]) -> Vec<u8> {
+    let wasm = a.run_wasm(inputs).unwrap();
+    let native = a.run_native(inputs).unwrap();
+    assert_eq!(wasm.boundaries, native.boundaries);
+    assert!(wasm.memory == native.memory, "memory images differ");
+    a.output(&wasm, a.program.outputs[0]).to_vec()
+}
+
+/// `round_half_up(acc * m / 2^s)` clamped, in `i128`.
+fn requant_ref(acc: i128, m: i32, s: i32, lo: i32, hi: i32) -> i128 {
+    let num = acc * i128::from(m) + (1i128 << (s - 1));
+    num.div_euclid(1i128 << s)
+        .clamp(i128::from(lo), i128::from(hi))
+}
+
+/// A `[m, k] x [n, k]^T` product with `i16` input and/or output; `col`
+/// reads `a` column-major (`a_row = 1, a_col = m`) and writes `out`
+/// column-major.
+fn check_matmul(dims: [u32; 3], a16: bool, o16: bool, col: bool, seed: u64) {
+    let [m, k, n] = dims;
+    let mut rng = Rng(seed);
+    let mut b = ProgramBuilder::new();
+    let (da, dout) = (
+        if a16 { DType::I16 } else { DType::I8 },
+        if o16 { DType::I16 } else { DType::I8 },
+    );
+    let xa = b.tensor("a", da, &[m * k], TensorKind::Input);
+    let w: Vec<i8> = (0..n * k).map(|_| rng.range(-127, 127) as i8).collect();
+    // Input bound R with R * k * 127 + |bias| < 2^31.
+    let r: i64 = if a16 {
+        ((1i64 << 30) / (i64::from(k) * 127)).min(32767)
+    } else {
+        128
+    };
+    let bias: Vec<i32> = (0..n)
+        .map(|_| rng.range(-(1 << 20), 1 << 20) as i32)
+        .collect();
+    let tw = b.const_i8("w", &[n, k], &w);
+    let tb = b.const_i32("bias", &[n], &bias);
+    let mul: Vec<i32> = (0..n)
+        .map(|_| rng.range(1 << 29, (1 << 31) - 1) as i32)
+        .collect();
+    let sh: Vec<i32> = (0..n)
+        .map(|_| {
+            if o16 {
+                rng.range(26, 36) as i32
+            } else {
+                rng.range(30, 44) as i32
+            }
+        })
+        .collect();
+    let (lo, hi) = if o16 {
+        let h = rng.range(1000, 32767) as i32;
+        (-h, h)
+    } else {
+        (-128, 127)
+    };
+    let rq = b.requant("mm", &mul, &sh, 0, lo, hi);
+    let out = b.tensor("out", dout, &[m * n], TensorKind::Output);
+    let (a_row, a_col, o_row, o_col) = if col { (1, m, 1, m) } else { (k, 1, n, 1) };
+    b.node(
+        "mm",
+        Op::MatMul(MatMul {
+            a: xa,
+            w: tw,
+            bias: tb,
+            output: out,
+            m,
+            k,
+            n,
+            a_row,
+            a_col,
+            o_row,
+            o_col,
+            requant: rq,
+        }),
+    );
+    let art = Artifact::build(b.finish(), small_budget()).unwrap();
+    let va: Vec<i64> = (0..m * k)
+        .map(|_| rng.range(-r, if a16 { r } else { 127 }))
+        .collect();
+    let input = if a16 {
+        i16_bytes(&va.iter().map(|v| *v as i16).collect::<Vec<_>>())
+    } else {
+        va.iter().map(|v| *v as i8 as u8).collect()
+    };
+    let y = both(&art, &[input]);
+    let got: Vec<i64> = if o16 {
+        from_i16_bytes(&y).iter().map(|v| i64::from(*v)).collect()
+    } else {
+        y.iter().map(|v| i64::from(*v as i8)).collect()
+    };
+    let (m, k, n) = (m as usize, k as usize, n as usize);
+    for i in 0..m {
+        for j in 0..n {
+            let mut acc = i128::from(bias[j]);
+            for kk in 0..k {
+                let av = va[i * a_row as usize + kk * a_col as usize];
+                acc += i128::from(av) * i128::from(w[j * k + kk]);
+            }
+            let want = requant_ref(acc, mul[j], sh[j], lo, hi);
+            assert_eq!(
+                i128::from(got[i * o_row as usize + j * o_col as usize]),
+                want,
+                "({i}, {j})"
+            );
+        }
+    }
+}
+
+fn check_interp(n: u32, seed: u64) {
+    let mut rng = Rng(seed);
+    let mut b = ProgramBuilder::new();
+    let x = b.tensor("x", DType::I16, &[n], TensorKind::Input);
+    // A random table, knots within 2^24.
+    let table: Vec<i32> = (0..1025)
+        .map(|_| rng.range(-(1 << 24), 1 << 24) as i32)
+        .collect();
+    let t = b.const_i32("knots", &[1025], &table);
+    let lo = rng.range(-32768, 0) as i32;
+    let hi = rng.range(0, 32767) as i32;
+    let out = b.tensor("out", DType::I16, &[n], TensorKind::Output);
+    b.node(
+        "f",
+        Op::Interp(Interp {
+            input: x,
+            table: t,
+            output: out,
+            lo,
+            hi,
+        }),
+    );
+    let art = Artifact::build(b.finish(), small_budget()).unwrap();
+    // Random values plus both ends of the domain.
+    let mut vx: Vec<i16> = (0..n).map(|_| rng.next() as i16).collect();
+    vx[0] = i16::MIN;
+    if n > 1 {
+        vx[1] = i16::MAX;
+    }
+    let got = from_i16_bytes(&both(&art, &[i16_bytes(&vx)]));
+    for (i, v) in vx.iter().enumerate() {
+        let u = i64::from(*v) + 32768;
+        let (h, f) = ((u / 64) as usize, u % 64);
+        let (t0, t1) = (i64::from(table[h]), i64::from(table[h + 1]));
+        // floor((t1 - t0) f / 64 + 1/2)
+        let step = ((t1 - t0) * f * 2 + 64).div_euclid(128);
+        let want = (t0 + step).clamp(i64::from(lo), i64::from(hi));
+        assert_eq!(i64::from(got[i]), want, "x = {v}");
+    }
+}
+
+#[test]
+fn fixed_cases_agree_with_the_reference() {
+    check_matmul([5, 40, 7], true, false, false, 1);
+    check_matmul([5, 40, 7], false, true, false, 2);
+    check_matmul([5, 40, 7], true, true, true, 3);
+    check_matmul([4, 1536, 3], true, false, false, 4);
+    check_interp(300, 5);
+    check_interp(1, 6);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(16))]
+    #[test]
+    fn random_wide_matmuls_agree(
+        m in 1u32..9, k in 1u32..70, n in 1u32..9,
+        a16 in any::<bool>(), o16 in any::<bool>(), col in any::<bool>(), seed in any::<u64>(),
+    ) {
+        check_matmul([m, k, n], a16, o16, col, seed);
+    }
+
+    #[test]
+    fn random_interpolations_agree(n in 1u32..200, seed in any::<u64>()) {
+        check_interp(n, seed);
+    }
+}
