@@ -375,6 +375,11 @@ pub struct LayerNorm {
 /// `i32` output holds the sums themselves (`multiplier`, `shift` unused;
 /// attention scores kept exact for the softmax). The output strides must
 /// address every element of `output` exactly once.
+///
+/// All three tensors may instead be `i16` (attention's `P V` with
+/// probabilities in units of `1/32767`): the same sum in wrapping `i32`
+/// (the lowering only uses it where `sum_k |a[t, i, k]| <= 32767 + k / 2`,
+/// so it cannot wrap), the rescale clamped to `-32767..=32767`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActMatMul {
     pub a: TensorId,
@@ -396,7 +401,9 @@ pub struct ActMatMul {
 /// Per row: `mx` = max of the unmasked inputs (`-128` if none), `e[l] =
 /// mask[l] != 0 ? table[mx - in[r, l]] : 0`, `sum = max(sum_l e[l], 1)`,
 /// `out[l] = (254 e[l] + sum) / (2 sum)`. A fully masked row is all 0
-/// (the ONNX graphs' `Where(IsNaN(softmax), 0, softmax)`).
+/// (the ONNX graphs' `Where(IsNaN(softmax), 0, softmax)`). An `i16`
+/// output holds `out[l] = (65534 e[l] + sum) / (2 sum)`, the probability in
+/// units of `1/32767`.
 ///
 /// The input is `i8` or `i32`. The table index is, in `i64`,
 /// `min((min(mx - x, dmax) m) >> shift, 255)` with `m = multiplier`,

@@ -370,9 +370,15 @@ impl Program {
                         .sum::<u64>()
                         + 1
                 };
+                // All i8 (an i32 output allowed), or all i16.
+                let half = self.get(o.output, node, "output")?.dtype == DType::I16;
                 let len = |id: TensorId, what: &str| -> Result<u64, LowerError> {
                     let t = self.get(id, node, what)?;
-                    if t.dtype != DType::I8 && !(what == "output" && t.dtype == DType::I32) {
+                    if half {
+                        if t.dtype != DType::I16 {
+                            return Err(bad(node, format!("{what} must be i16")));
+                        }
+                    } else if t.dtype != DType::I8 && !(what == "output" && t.dtype == DType::I32) {
                         return Err(bad(node, format!("{what} must be i8")));
                     }
                     Ok(u64::from(t.len()))
@@ -414,7 +420,9 @@ impl Program {
                 let wide = self.get(o.input, node, "input")?.dtype == DType::I32;
                 let dt = if wide { DType::I32 } else { DType::I8 };
                 self.expect(node, "input", o.input, dt, r * l)?;
-                self.expect(node, "output", o.output, DType::I8, r * l)?;
+                let half = self.get(o.output, node, "output")?.dtype == DType::I16;
+                let dout = if half { DType::I16 } else { DType::I8 };
+                self.expect(node, "output", o.output, dout, r * l)?;
                 self.expect(node, "mask", o.mask, DType::I32, l)?;
                 if o.multiplier < 0
                     || !(0..=54).contains(&o.shift)

@@ -1,6 +1,7 @@
 //! Native executor vs. Wasm sandbox on random programs of the `i16`
-//! kernel variants (matmul with an `i16` input and/or output, and the
-//! interpolated function table), and both against reference
+//! kernel variants (matmul with an `i16` input and/or output, the
+//! interpolated function table, the all-`i16` activation product and the
+//! masked softmax with `i16` probabilities), and both against reference
 //! implementations of the IR spec written here independently (`i128`
 //! arithmetic, explicit rounding).
 //!
@@ -8,7 +9,7 @@
 //! random data also tests that the fuel does not depend on the data.
 
 use opml_lowering::builder::ProgramBuilder;
-use opml_lowering::ir::{DType, Interp, MatMul, Op, TensorKind};
+use opml_lowering::ir::{ActMatMul, DType, Interp, MaskedSoftmax, MatMul, Op, TensorKind};
 use opml_lowering::Artifact;
 use proptest::prelude::*;
 
@@ -178,8 +179,130 @@ fn check_interp(n: u32, seed: u64) {
     }
 }
 
+/// An all-`i16` batched product (attention's `P V`): `a [bt, m, k]`
+/// row-major, `b` as `[bt, n, k]` or (`bt_` true) `[bt, k, n]`, `out`
+/// as `[bt, m, n]` or `[m, bt, n]` (`ot` true).
+fn check_act_matmul16(dims: [u32; 4], bt_: bool, ot: bool, seed: u64) {
+    let [bt, m, n, k] = dims;
+    let mut rng = Rng(seed);
+    let mut b = ProgramBuilder::new();
+    let xa = b.tensor("a", DType::I16, &[bt * m * k], TensorKind::Input);
+    let xb = b.tensor("b", DType::I16, &[bt * n * k], TensorKind::Input);
+    let out = b.tensor("out", DType::I16, &[bt * m * n], TensorKind::Output);
+    let b_stride = if bt_ { [k * n, 1, n] } else { [n * k, k, 1] };
+    let o_stride = if ot { [n, bt * n, 1] } else { [m * n, n, 1] };
+    let op = ActMatMul {
+        a: xa,
+        b: xb,
+        output: out,
+        batch: bt,
+        m,
+        n,
+        k,
+        a_stride: [m * k, k, 1],
+        b_stride,
+        o_stride,
+        multiplier: rng.range(1 << 29, (1 << 31) - 1) as i32,
+        shift: rng.range(28, 40) as i32,
+    };
+    b.node("pv", Op::ActMatMul(op.clone()));
+    let art = Artifact::build(b.finish(), small_budget()).unwrap();
+    // Rows of `a` sum to at most 32767 in magnitude (probabilities), so
+    // the i32 sums cannot wrap.
+    let va: Vec<i16> = (0..bt * m * k)
+        .map(|_| rng.range(-(32767 / i64::from(k)), 32767 / i64::from(k)) as i16)
+        .collect();
+    let vb: Vec<i16> = (0..bt * n * k).map(|_| rng.next() as i16).collect();
+    let got = from_i16_bytes(&both(&art, &[i16_bytes(&va), i16_bytes(&vb)]));
+    let at = |st: [u32; 3], i: [u32; 3]| (0..3).map(|d| (st[d] * i[d]) as usize).sum::<usize>();
+    for t in 0..bt {
+        for i in 0..m {
+            for j in 0..n {
+                let acc: i128 = (0..k)
+                    .map(|kk| {
+                        i128::from(va[at(op.a_stride, [t, i, kk])])
+                            * i128::from(vb[at(op.b_stride, [t, j, kk])])
+                    })
+                    .sum();
+                let want = requant_ref(acc, op.multiplier, op.shift, -32767, 32767);
+                assert_eq!(i128::from(got[at(op.o_stride, [t, i, j])]), want);
+            }
+        }
+    }
+}
+
+/// Masked softmax of `i32` scores with an `i16` output (units of
+/// `1/32767`).
+fn check_masked_softmax16(rows: u32, len: u32, seed: u64) {
+    let mut rng = Rng(seed);
+    let mut b = ProgramBuilder::new();
+    let x = b.tensor("x", DType::I32, &[rows, len], TensorKind::Input);
+    let (mul, shift, dmax) = (
+        rng.range(1 << 30, (1 << 31) - 1) as i32,
+        rng.range(30, 50) as i32,
+        rng.range(0, (1 << 23) - 1) as i32,
+    );
+    let mask = b.tensor("mask", DType::I32, &[len], TensorKind::Input);
+    let table: Vec<i32> = (0..256)
+        .map(|d| ((-(d as f64) / 16.0).exp() * f64::from(1 << 20)).round() as i32)
+        .collect();
+    let tb = b.const_i32("exp", &[256], &table);
+    let out = b.tensor("out", DType::I16, &[rows, len], TensorKind::Output);
+    b.node(
+        "softmax",
+        Op::MaskedSoftmax(MaskedSoftmax {
+            input: x,
+            mask,
+            table: tb,
+            output: out,
+            rows,
+            len,
+            multiplier: mul,
+            shift,
+            dmax,
+        }),
+    );
+    let art = Artifact::build(b.finish(), small_budget()).unwrap();
+    let spread = 1i64 << rng.range(4, 31);
+    let vx: Vec<i64> = (0..rows * len)
+        .map(|_| {
+            rng.range(-spread, spread - 1)
+                .clamp(-(1 << 31), (1 << 31) - 1)
+        })
+        .collect();
+    let dens = rng.range(0, 4);
+    let vm: Vec<i32> = (0..len)
+        .map(|_| i32::from(rng.range(0, 3) < dens) * (rng.range(1, 9) as i32))
+        .collect();
+    let xb: Vec<u8> = vx.iter().flat_map(|v| (*v as i32).to_le_bytes()).collect();
+    let mb: Vec<u8> = vm.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let got = from_i16_bytes(&both(&art, &[xb, mb]));
+    let len = len as usize;
+    for (r, row) in vx.chunks(len).enumerate() {
+        let on: Vec<usize> = (0..len).filter(|l| vm[*l] != 0).collect();
+        let mx = on.iter().map(|l| row[*l]).max().unwrap_or(i64::MIN);
+        let e = |l: usize| -> i128 {
+            if vm[l] == 0 {
+                return 0;
+            }
+            let d = i128::from((mx - row[l]).min(i64::from(dmax)));
+            let i = ((d * i128::from(mul)) >> shift).min(255);
+            i128::from(table[i as usize])
+        };
+        let sum = (0..len).map(e).sum::<i128>().max(1);
+        for l in 0..len {
+            // round_half_up(32767 e / sum)
+            let want = (2 * 32767 * e(l) + sum).div_euclid(2 * sum);
+            assert_eq!(i128::from(got[r * len + l]), want);
+        }
+    }
+}
+
 #[test]
 fn fixed_cases_agree_with_the_reference() {
+    check_act_matmul16([12, 5, 32, 32], true, true, 7);
+    check_act_matmul16([2, 3, 4, 5], false, false, 8);
+    check_masked_softmax16(6, 32, 9);
     check_matmul([5, 40, 7], true, false, false, 1);
     check_matmul([5, 40, 7], false, true, false, 2);
     check_matmul([5, 40, 7], true, true, true, 3);
@@ -196,6 +319,19 @@ proptest! {
         a16 in any::<bool>(), o16 in any::<bool>(), col in any::<bool>(), seed in any::<u64>(),
     ) {
         check_matmul([m, k, n], a16, o16, col, seed);
+    }
+
+    #[test]
+    fn random_i16_activation_products_agree(
+        bt in 1u32..4, m in 1u32..6, n in 1u32..6, k in 1u32..40,
+        bt_ in any::<bool>(), ot in any::<bool>(), seed in any::<u64>(),
+    ) {
+        check_act_matmul16([bt, m, n, k], bt_, ot, seed);
+    }
+
+    #[test]
+    fn random_i16_masked_softmaxes_agree(rows in 1u32..6, len in 1u32..48, seed in any::<u64>()) {
+        check_masked_softmax16(rows, len, seed);
     }
 
     #[test]

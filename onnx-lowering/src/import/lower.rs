@@ -813,6 +813,96 @@ fn i16_values(plan: &Plan, output_roots: &[bool]) -> Vec<Option<i32>> {
     half
 }
 
+/// `v` and every alias of it (transitively).
+fn alias_family(plan: &Plan, v: ValueId) -> Vec<ValueId> {
+    let mut fam = vec![v];
+    let mut i = 0;
+    while i < fam.len() {
+        for s in &plan.steps {
+            if let Step::Alias { input, output } = s {
+                if *input == fam[i] && !fam.contains(output) {
+                    fam.push(*output);
+                }
+            }
+        }
+        i += 1;
+    }
+    fam
+}
+
+/// The steps other than aliases that read `v` or an alias of it.
+fn readers_through_aliases(plan: &Plan, v: ValueId) -> Vec<&Step> {
+    let fam = alias_family(plan, v);
+    plan.steps
+        .iter()
+        .filter(|s| !matches!(s, Step::Alias { .. }))
+        .filter(|s| s.inputs().iter().any(|i| fam.contains(i)))
+        .collect()
+}
+
+/// The `i16` values of attention's `P V` (range `32767`, so that the sum
+/// `sum_j P[i, j] V[j, c]` with `sum_j P[i, j] <= 32767 + len / 2` cannot
+/// wrap `i32`): the probabilities (units of `1/32767`), `V` (a matmul
+/// output read only by such products) and the context (read only by
+/// matmuls whose sums stay below `2^31 - 2^27` at range `32767`), each
+/// with its aliases.
+fn attention_values(plan: &Plan, output_roots: &[bool], half: &mut [Option<i32>]) {
+    let is_root_out = |v: ValueId| alias_family(plan, v).iter().any(|u| output_roots[*u]);
+    for step in &plan.steps {
+        let Step::ActMatMul { a, b, output, .. } = step else {
+            continue;
+        };
+        let root = |mut v: ValueId| loop {
+            match plan.steps.iter().find(|s| s.output() == v) {
+                Some(Step::Alias { input, .. }) => v = *input,
+                _ => break v,
+            }
+        };
+        let (p, vv, ctx) = (root(*a), root(*b), *output);
+        let is_softmax = plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::MaskedSoftmax { output, .. } if *output == p));
+        let v_matmul = plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::MatMul { output, .. } if *output == vv));
+        let products_only = |v: ValueId| {
+            readers_through_aliases(plan, v).iter().all(
+                |s| matches!(s, Step::ActMatMul { a, b, .. } if root(*a) == p && root(*b) == vv),
+            )
+        };
+        let ctx_readers = readers_through_aliases(plan, ctx);
+        let mut reach = 0i64;
+        let mut ok = !ctx_readers.is_empty();
+        for s in &ctx_readers {
+            match s {
+                Step::MatMul { weight, n, .. } => {
+                    let (wq, _) = quantize_rows(weight, *n);
+                    reach = reach.max(max_row_sum(&wq, weight.len() / (*n).max(1)));
+                }
+                _ => ok = false,
+            }
+        }
+        ok &= 32767 * reach < (1i64 << 31) - (1i64 << 27);
+        if ok
+            && is_softmax
+            && v_matmul
+            && products_only(p)
+            && products_only(vv)
+            && !is_root_out(p)
+            && !is_root_out(vv)
+            && !is_root_out(ctx)
+        {
+            for v in [p, vv, ctx] {
+                for u in alias_family(plan, v) {
+                    half[u] = Some(32767);
+                }
+            }
+        }
+    }
+}
+
 /// Lowers `plan` with the calibrated `max |x|` of every value.
 pub fn lower(plan: &Plan, ranges: &Calibration) -> Result<Lowered, LowerError> {
     let n = plan.values.len();
@@ -875,10 +965,21 @@ pub fn lower(plan: &Plan, ranges: &Calibration) -> Result<Lowered, LowerError> {
             }
         }
     }
-    let half = i16_values(plan, &output_roots);
+    let mut half = i16_values(plan, &output_roots);
+    attention_values(plan, &output_roots, &mut half);
     for (v, r) in half.iter().enumerate() {
         if let Some(r) = r {
-            scales[v] = act_scale_range(ranges.max[v], *r);
+            scales[v] = act_scale_range(ranges.max[root(v)], *r);
+        }
+    }
+    // Probabilities in units of 1/32767.
+    for step in &plan.steps {
+        if let Step::MaskedSoftmax { output, .. } = step {
+            if half[*output].is_some() {
+                for u in alias_family(plan, *output) {
+                    scales[u] = 1.0 / 32767.0;
+                }
+            }
         }
     }
     let mut l = Lowering {

@@ -34,7 +34,7 @@ pub struct Scheduled {
 }
 
 /// Every kernel, in kernel-id order (conv's text is generated on first use).
-pub static KERNELS: LazyLock<[&Kernel; 15]> = LazyLock::new(|| {
+pub static KERNELS: LazyLock<[&Kernel; 17]> = LazyLock::new(|| {
     [
         &matmul::KERNEL,
         &conv::KERNEL,
@@ -51,6 +51,8 @@ pub static KERNELS: LazyLock<[&Kernel; 15]> = LazyLock::new(|| {
         &matmul::KERNEL_O16,
         &matmul::KERNEL_A16O16,
         &interp::KERNEL,
+        &masked_softmax::KERNEL_16,
+        &act_matmul::KERNEL_16,
     ]
 });
 
