@@ -447,6 +447,25 @@ pub struct Interp {
     pub hi: i32,
 }
 
+/// Element-wise sum of two equally shaped `i8` tensors of `rows` rows of
+/// `len` values, rescaled per column `l`: in `i64`,
+/// `out[r, l] = clamp(((a[r, l] * ma[l] + b[r, l] * mb[l] + 2^(s[l]-1)) >> s[l]), lo, hi)`
+/// with `ma`, `mb`, `s` `i32 [len]`, `1 <= s[l] <= 62`, `lo..=hi` in
+/// `i8` (a transformer's embedding sum with per-column scales).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColAdd {
+    pub a: TensorId,
+    pub b: TensorId,
+    pub output: TensorId,
+    pub a_multiplier: TensorId,
+    pub b_multiplier: TensorId,
+    pub shift: TensorId,
+    pub rows: u32,
+    pub len: u32,
+    pub lo: i32,
+    pub hi: i32,
+}
+
 /// One operation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -463,6 +482,7 @@ pub enum Op {
     ActMatMul(ActMatMul),
     MaskedSoftmax(MaskedSoftmax),
     Interp(Interp),
+    ColAdd(ColAdd),
 }
 
 impl Op {
@@ -481,6 +501,7 @@ impl Op {
             Op::ActMatMul(o) => o.output,
             Op::MaskedSoftmax(o) => o.output,
             Op::Interp(o) => o.output,
+            Op::ColAdd(o) => o.output,
         }
     }
 
@@ -499,6 +520,7 @@ impl Op {
             Op::ActMatMul(_) => "act_matmul",
             Op::MaskedSoftmax(_) => "masked_softmax",
             Op::Interp(_) => "interp",
+            Op::ColAdd(_) => "col_add",
         }
     }
 }

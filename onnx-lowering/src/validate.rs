@@ -443,6 +443,30 @@ impl Program {
                 self.expect(node, "output", o.output, DType::I8, n)?;
                 self.expect(node, "table", o.table, DType::I8, 256)
             }
+            Op::ColAdd(o) => {
+                let (r, l) = (u64::from(o.rows), u64::from(o.len));
+                if r == 0 || l == 0 || r * l > u64::from(u32::MAX) {
+                    return Err(bad(node, "col_add dimensions out of range"));
+                }
+                for (what, id) in [("a", o.a), ("b", o.b), ("output", o.output)] {
+                    self.expect(node, what, id, DType::I8, r * l)?;
+                }
+                for (what, id) in [
+                    ("a multiplier", o.a_multiplier),
+                    ("b multiplier", o.b_multiplier),
+                    ("shift", o.shift),
+                ] {
+                    self.expect(node, what, id, DType::I32, l)?;
+                }
+                let at = self.tensors[o.shift].offset as usize;
+                if (0..l as usize).any(|c| !(1..=62).contains(&read_i32(image, at + 4 * c))) {
+                    return Err(bad(node, "col_add shift out of range"));
+                }
+                if !(-128..=127).contains(&o.lo) || !(-128..=127).contains(&o.hi) || o.lo > o.hi {
+                    return Err(bad(node, "col_add clamp is not an i8 range"));
+                }
+                Ok(())
+            }
             Op::Interp(o) => {
                 let n = u64::from(self.get(o.output, node, "output")?.len());
                 self.expect(node, "input", o.input, DType::I16, n)?;

@@ -342,9 +342,14 @@ impl Lowering<'_> {
         }
         if let Step::Const { name, output, data } = step {
             let s = f64::from(self.scales[*output]);
+            let c = self.cols[*output].clone();
             let q: Vec<i8> = data
                 .iter()
-                .map(|x| round_clamp(x / s, -128, 127) as i8)
+                .enumerate()
+                .map(|(i, x)| {
+                    let s = c.as_ref().map_or(s, |c| f64::from(c[i % c.len()]));
+                    round_clamp(x / s, -128, 127) as i8
+                })
                 .collect();
             let shape = self.plan.values[*output].shape.clone();
             let t = self.const_i8(name, &shape, &q)?;
@@ -435,6 +440,47 @@ impl Lowering<'_> {
                     kernel: kernel.map(|v| v as u32),
                     stride: stride.map(|v| v as u32),
                     pad: pad.map(|v| v as u32),
+                })
+            }
+            Step::Add {
+                name,
+                a,
+                b,
+                negate_b,
+                relu,
+                ..
+            } if self.cols[out_v].is_some() => {
+                let so = self.cols[out_v].clone().unwrap_or_default();
+                let len = so.len();
+                let col = |w: &Self, v: ValueId| -> Vec<f64> {
+                    match &w.cols[v] {
+                        Some(c) => c.iter().map(|s| f64::from(*s)).collect(),
+                        None => vec![f64::from(w.scales[v]); len],
+                    }
+                };
+                let (sa, sb) = (col(self, *a), col(self, *b));
+                let sign = if *negate_b { -1.0 } else { 1.0 };
+                let (mut ma, mut mb, mut sh) = (vec![], vec![], vec![]);
+                for l in 0..len {
+                    let o = f64::from(so[l]);
+                    let (x, y, z) = add_multipliers(sa[l] / o, sign * sb[l] / o)
+                        .map_err(|e| err(name, "Add", e))?;
+                    ma.push(x);
+                    mb.push(y);
+                    sh.push(z);
+                }
+                let rows = self.plan.values[out_v].len() / len.max(1);
+                Op::ColAdd(ir::ColAdd {
+                    a: self.tensor(*a),
+                    b: self.tensor(*b),
+                    output: self.define(out_v, TensorKind::Activation)?,
+                    a_multiplier: self.const_i32(&format!("{name}.ma"), &ma)?,
+                    b_multiplier: self.const_i32(&format!("{name}.mb"), &mb)?,
+                    shift: self.const_i32(&format!("{name}.shift"), &sh)?,
+                    rows: rows as u32,
+                    len: len as u32,
+                    lo: if *relu { 0 } else { -128 },
+                    hi: 127,
                 })
             }
             Step::Add {
@@ -558,9 +604,14 @@ impl Lowering<'_> {
                 ..
             } => {
                 let s = f64::from(self.scales[out_v]);
+                let c = self.cols[out_v].clone();
                 let q: Vec<i8> = table
                     .iter()
-                    .map(|x| round_clamp(x / s, -128, 127) as i8)
+                    .enumerate()
+                    .map(|(i, x)| {
+                        let s = c.as_ref().map_or(s, |c| f64::from(c[i % c.len()]));
+                        round_clamp(x / s, -128, 127) as i8
+                    })
                     .collect();
                 let table = self.const_i8(&format!("{name}.table"), &[*rows, *width], &q)?;
                 let n = self.plan.values[*indices].len();
@@ -758,6 +809,50 @@ fn column_scales(
             if c.len() == *n {
                 cols[v] = Some(c.iter().map(|m| act_scale(*m)).collect());
             }
+        }
+    }
+    // The embedding sum: adds read only by layer norms get per-column
+    // scales (`ir::ColAdd`), and so do the embedding tables and constants
+    // read only by them (or by layer norms), from their own columns.
+    let last = |v: ValueId| plan.values[v].shape.last().copied().unwrap_or(0);
+    for step in &plan.steps {
+        let Step::Add { output, .. } = step else {
+            continue;
+        };
+        let v = *output;
+        let mut readers = plan.steps.iter().filter(|s| s.inputs().contains(&v));
+        let ok = !output_roots[v]
+            && readers.clone().next().is_some()
+            && readers.all(|s| matches!(s, Step::LayerNorm { len, .. } if *len == last(v)));
+        if let (true, Some(c)) = (ok, ranges.columns[v].as_ref()) {
+            if c.len() == last(v) && !c.is_empty() {
+                cols[v] = Some(c.iter().map(|m| act_scale(*m)).collect());
+            }
+        }
+    }
+    for step in &plan.steps {
+        let (v, data) = match step {
+            Step::Gather { output, table, .. } => (*output, table),
+            Step::Const { output, data, .. } => (*output, data),
+            _ => continue,
+        };
+        let len = last(v);
+        let mut readers = plan.steps.iter().filter(|s| s.inputs().contains(&v));
+        let ok = !output_roots[v]
+            && len > 0
+            && data.len() % len == 0
+            && readers.clone().next().is_some()
+            && readers.all(|s| match s {
+                Step::Add { output, .. } => cols[*output].as_ref().is_some_and(|c| c.len() == len),
+                Step::LayerNorm { len: l, .. } => *l == len,
+                _ => false,
+            });
+        if ok {
+            let mut mx = vec![0.0f64; len];
+            for (i, x) in data.iter().enumerate() {
+                mx[i % len] = mx[i % len].max(x.abs());
+            }
+            cols[v] = Some(mx.iter().map(|m| act_scale(*m)).collect());
         }
     }
     cols

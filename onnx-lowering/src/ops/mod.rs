@@ -8,6 +8,7 @@
 
 pub mod act_matmul;
 pub mod channel_mul;
+pub mod col_add;
 pub mod conv;
 pub mod elementwise;
 pub mod family;
