@@ -376,10 +376,12 @@ pub struct LayerNorm {
 /// attention scores kept exact for the softmax). The output strides must
 /// address every element of `output` exactly once.
 ///
-/// All three tensors may instead be `i16` (attention's `P V` with
-/// probabilities in units of `1/32767`): the same sum in wrapping `i32`
-/// (the lowering only uses it where `sum_k |a[t, i, k]| <= 32767 + k / 2`,
-/// so it cannot wrap), the rescale clamped to `-32767..=32767`.
+/// `a` and `b` may instead both be `i16`, with an `i16` output (attention's
+/// `P V` with probabilities in units of `1/32767`; the rescale clamped to
+/// `-32767..=32767`) or an `i32` one (exact scores of `i16` `Q`, `K`): the
+/// same sum in wrapping `i32`, which the lowering keeps from wrapping
+/// (`sum_k |a[t, i, k]| <= 32767 + k / 2` for probabilities, operands
+/// within `sqrt(2^31 / k)` for scores).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActMatMul {
     pub a: TensorId,
@@ -407,8 +409,9 @@ pub struct ActMatMul {
 ///
 /// The input is `i8` or `i32`. The table index is, in `i64`,
 /// `min((min(mx - x, dmax) m) >> shift, 255)` with `m = multiplier`,
-/// `0 <= m < 2^31`, `0 <= shift <= 54` and `0 <= dmax < 2^23`; an `i8`
-/// input uses `m = 1`, `shift = 0`, `dmax = 255`, i.e. the index `mx - x`.
+/// `0 <= m < 2^31`, `0 <= shift <= 54` and `0 <= dmax < 2^31` (so the
+/// product stays below 2^62); an `i8` input uses `m = 1`, `shift = 0`,
+/// `dmax = 255`, i.e. the index `mx - x`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MaskedSoftmax {
     pub input: TensorId,

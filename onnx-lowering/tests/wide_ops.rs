@@ -179,16 +179,18 @@ fn check_interp(n: u32, seed: u64) {
     }
 }
 
-/// An all-`i16` batched product (attention's `P V`): `a [bt, m, k]`
-/// row-major, `b` as `[bt, n, k]` or (`bt_` true) `[bt, k, n]`, `out`
-/// as `[bt, m, n]` or `[m, bt, n]` (`ot` true).
-fn check_act_matmul16(dims: [u32; 4], bt_: bool, ot: bool, seed: u64) {
+/// A batched product of `i16` operands (attention's `P V`, or with `wide`
+/// the exact `i32` scores `Q K^T`): `a [bt, m, k]` row-major, `b` as
+/// `[bt, n, k]` or (`bt_` true) `[bt, k, n]`, `out` as `[bt, m, n]` or
+/// `[m, bt, n]` (`ot` true), `i16` or (`wide`) `i32`.
+fn check_act_matmul16(dims: [u32; 4], bt_: bool, ot: bool, wide: bool, seed: u64) {
     let [bt, m, n, k] = dims;
     let mut rng = Rng(seed);
     let mut b = ProgramBuilder::new();
     let xa = b.tensor("a", DType::I16, &[bt * m * k], TensorKind::Input);
     let xb = b.tensor("b", DType::I16, &[bt * n * k], TensorKind::Input);
-    let out = b.tensor("out", DType::I16, &[bt * m * n], TensorKind::Output);
+    let dout = if wide { DType::I32 } else { DType::I16 };
+    let out = b.tensor("out", dout, &[bt * m * n], TensorKind::Output);
     let b_stride = if bt_ { [k * n, 1, n] } else { [n * k, k, 1] };
     let o_stride = if ot { [n, bt * n, 1] } else { [m * n, n, 1] };
     let op = ActMatMul {
@@ -213,7 +215,14 @@ fn check_act_matmul16(dims: [u32; 4], bt_: bool, ot: bool, seed: u64) {
         .map(|_| rng.range(-(32767 / i64::from(k)), 32767 / i64::from(k)) as i16)
         .collect();
     let vb: Vec<i16> = (0..bt * n * k).map(|_| rng.next() as i16).collect();
-    let got = from_i16_bytes(&both(&art, &[i16_bytes(&va), i16_bytes(&vb)]));
+    let raw = both(&art, &[i16_bytes(&va), i16_bytes(&vb)]);
+    let got: Vec<i64> = if wide {
+        raw.chunks_exact(4)
+            .map(|c| i64::from(i32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+            .collect()
+    } else {
+        from_i16_bytes(&raw).iter().map(|v| i64::from(*v)).collect()
+    };
     let at = |st: [u32; 3], i: [u32; 3]| (0..3).map(|d| (st[d] * i[d]) as usize).sum::<usize>();
     for t in 0..bt {
         for i in 0..m {
@@ -224,7 +233,11 @@ fn check_act_matmul16(dims: [u32; 4], bt_: bool, ot: bool, seed: u64) {
                             * i128::from(vb[at(op.b_stride, [t, j, kk])])
                     })
                     .sum();
-                let want = requant_ref(acc, op.multiplier, op.shift, -32767, 32767);
+                let want = if wide {
+                    acc
+                } else {
+                    requant_ref(acc, op.multiplier, op.shift, -32767, 32767)
+                };
                 assert_eq!(i128::from(got[at(op.o_stride, [t, i, j])]), want);
             }
         }
@@ -240,7 +253,7 @@ fn check_masked_softmax16(rows: u32, len: u32, seed: u64) {
     let (mul, shift, dmax) = (
         rng.range(1 << 30, (1 << 31) - 1) as i32,
         rng.range(30, 50) as i32,
-        rng.range(0, (1 << 23) - 1) as i32,
+        rng.range(0, i64::from(i32::MAX)) as i32,
     );
     let mask = b.tensor("mask", DType::I32, &[len], TensorKind::Input);
     let table: Vec<i32> = (0..256)
@@ -300,8 +313,9 @@ fn check_masked_softmax16(rows: u32, len: u32, seed: u64) {
 
 #[test]
 fn fixed_cases_agree_with_the_reference() {
-    check_act_matmul16([12, 5, 32, 32], true, true, 7);
-    check_act_matmul16([2, 3, 4, 5], false, false, 8);
+    check_act_matmul16([12, 5, 32, 32], true, true, false, 7);
+    check_act_matmul16([2, 3, 4, 5], false, false, false, 8);
+    check_act_matmul16([12, 4, 4, 32], false, true, true, 10);
     check_masked_softmax16(6, 32, 9);
     check_matmul([5, 40, 7], true, false, false, 1);
     check_matmul([5, 40, 7], false, true, false, 2);
@@ -324,9 +338,9 @@ proptest! {
     #[test]
     fn random_i16_activation_products_agree(
         bt in 1u32..4, m in 1u32..6, n in 1u32..6, k in 1u32..40,
-        bt_ in any::<bool>(), ot in any::<bool>(), seed in any::<u64>(),
+        bt_ in any::<bool>(), ot in any::<bool>(), wide in any::<bool>(), seed in any::<u64>(),
     ) {
-        check_act_matmul16([bt, m, n, k], bt_, ot, seed);
+        check_act_matmul16([bt, m, n, k], bt_, ot, wide, seed);
     }
 
     #[test]

@@ -206,15 +206,20 @@ impl Lowering<'_> {
 
     /// The softmax's `exp` table: `table[d] = round(2^20 exp(-d s_in))`.
     fn exp_table(&mut self, name: &str, input: ValueId) -> Result<TensorId, LowerError> {
-        self.exp_table_step(name, f64::from(self.scales[input]))
+        self.exp_table_step(name, f64::from(self.scales[input]), 0.0)
     }
 
-    /// `table[d] = round(2^20 exp(-d s_in))`.
-    fn exp_table_step(&mut self, name: &str, s_in: f64) -> Result<TensorId, LowerError> {
+    /// `table[d] = round(2^20 exp(-(d + offset) s_in))`.
+    fn exp_table_step(
+        &mut self,
+        name: &str,
+        s_in: f64,
+        offset: f64,
+    ) -> Result<TensorId, LowerError> {
         let table: Vec<i32> = (0..256)
             .map(|d| {
                 round_clamp(
-                    mathfn::exp(-f64::from(d) * s_in) * f64::from(1 << 20),
+                    mathfn::exp(-(f64::from(d) + offset) * s_in) * f64::from(1 << 20),
                     0,
                     1 << 20,
                 )
@@ -685,8 +690,11 @@ impl Lowering<'_> {
                     if sh > 54 {
                         return Err(err(name, "Softmax", "score scale too small"));
                     }
-                    let dmax = (256.0 / ratio).ceil().min(f64::from((1 << 23) - 1)) as i32;
-                    (self.exp_table_step(name, 1.0 / 16.0)?, m, sh, dmax)
+                    let dmax = (256.0 / ratio).ceil().min(f64::from(i32::MAX)) as i32;
+                    // The index is floored, so entry `d` stands for the
+                    // differences in `[d, d + 1) / 16`: its value is taken
+                    // at the middle (a common factor cancels in the sum).
+                    (self.exp_table_step(name, 1.0 / 16.0, 0.5)?, m, sh, dmax)
                 } else {
                     (self.exp_table(name, *input)?, 1, 0, 255)
                 };
@@ -908,6 +916,77 @@ fn i16_values(plan: &Plan, output_roots: &[bool]) -> Vec<Option<i32>> {
     half
 }
 
+/// The `i16` operands of exact attention scores `Q K^T` (an `i32` output
+/// read only by a masked softmax): each operand an element-wise function
+/// (the `Mul` that scales `Q` or `K`) of a matmul output (or an alias of
+/// one) read only by it,
+/// the function's input `i16` at range `32767` (so it becomes an
+/// `ir::Interp`), its output at range `R = floor(sqrt((2^31 - 1) / k))`
+/// so that the `i32` score sums cannot wrap; both operands or neither.
+fn score_values(plan: &Plan, output_roots: &[bool], wide: &[bool], half: &mut [Option<i32>]) {
+    let root = |mut v: ValueId| loop {
+        match plan.steps.iter().find(|s| s.output() == v) {
+            Some(Step::Alias { input, .. }) => v = *input,
+            _ => break v,
+        }
+    };
+    let is_out = |v: ValueId| alias_family(plan, v).iter().any(|u| output_roots[*u]);
+    // The pointwise step's input if `v` qualifies.
+    let operand = |v: ValueId| -> Option<ValueId> {
+        let Some(Step::Pointwise { input, .. }) = plan.steps.iter().find(|s| s.output() == v)
+        else {
+            return None;
+        };
+        let i = root(*input);
+        let from_matmul = plan
+            .steps
+            .iter()
+            .any(|s| matches!(s, Step::MatMul { output, .. } if *output == i));
+        let only_pointwise = readers_through_aliases(plan, i).len() == 1;
+        let only_scores = readers_through_aliases(plan, v)
+            .iter()
+            .all(|s| matches!(s, Step::ActMatMul { output, .. } if wide[*output]));
+        (from_matmul && only_pointwise && only_scores && !is_out(i) && !is_out(v)).then_some(i)
+    };
+    for step in &plan.steps {
+        let Step::ActMatMul {
+            a, b, output, dims, ..
+        } = step
+        else {
+            continue;
+        };
+        if !wide[*output] || half[root(*a)].is_some() || half[root(*b)].is_some() {
+            continue;
+        }
+        let (qa, qb) = (root(*a), root(*b));
+        let (Some(ia), Some(ib)) = (operand(qa), operand(qb)) else {
+            continue;
+        };
+        let k = dims[3].max(1) as f64;
+        let r = (f64::from(i32::MAX) / k).sqrt().floor().min(32767.0) as i32;
+        // Every score product reading these operands must see both as i16.
+        let consistent = [qa, qb].iter().all(|v| {
+            readers_through_aliases(plan, *v).iter().all(|s| match s {
+                Step::ActMatMul { a, b, .. } => {
+                    operand(root(*a)).is_some() && operand(root(*b)).is_some()
+                }
+                _ => false,
+            })
+        });
+        if !consistent || r < 127 {
+            continue;
+        }
+        for (i, v) in [(ia, qa), (ib, qb)] {
+            for u in alias_family(plan, i) {
+                half[u] = Some(32767);
+            }
+            for u in alias_family(plan, v) {
+                half[u] = Some(r);
+            }
+        }
+    }
+}
+
 /// `v` and every alias of it (transitively).
 fn alias_family(plan: &Plan, v: ValueId) -> Vec<ValueId> {
     let mut fam = vec![v];
@@ -1048,7 +1127,7 @@ pub fn lower(plan: &Plan, ranges: &Calibration) -> Result<Lowered, LowerError> {
     let cols = column_scales(plan, ranges, &output_roots);
     let mut wide = vec![false; n];
     for step in &plan.steps {
-        if let Step::ActMatMul { a, b, output, .. } = step {
+        if let Step::ActMatMul { output, .. } = step {
             let v = *output;
             let only_softmax = plan.steps.iter().all(|s| {
                 !s.inputs().contains(&v)
@@ -1056,15 +1135,22 @@ pub fn lower(plan: &Plan, ranges: &Calibration) -> Result<Lowered, LowerError> {
             });
             if !output_roots[v] && only_softmax {
                 wide[v] = true;
-                scales[v] = scales[*a] * scales[*b];
             }
         }
     }
     let mut half = i16_values(plan, &output_roots);
     attention_values(plan, &output_roots, &mut half);
+    score_values(plan, &output_roots, &wide, &mut half);
     for (v, r) in half.iter().enumerate() {
         if let Some(r) = r {
             scales[v] = act_scale_range(ranges.max[root(v)], *r);
+        }
+    }
+    for step in &plan.steps {
+        if let Step::ActMatMul { a, b, output, .. } = step {
+            if wide[*output] {
+                scales[*output] = scales[*a] * scales[*b];
+            }
         }
     }
     // Probabilities in units of 1/32767.

@@ -95,7 +95,7 @@ pub static KERNEL_16: LazyLock<Kernel> = LazyLock::new(|| {
 
 /// Splits each batch's rows into blocks within the budget.
 pub fn schedule(op: &ActMatMul, p: &Program, budget: &Budget) -> Scheduled {
-    let half = p.tensors[op.output].dtype == DType::I16;
+    let half = p.tensors[op.a].dtype == DType::I16;
     let eb = 1 + u32::from(half);
     let (m, n, k) = (u64::from(op.m), u64::from(op.n), u64::from(op.k));
     let per_row_fuel = n * (9 * k + 55) + 10;
@@ -131,7 +131,7 @@ pub fn run_native(op: &ActMatMul, p: &Program, mem: &mut [u8]) {
     let [sob, soi, soj] = op.o_stride.map(|v| v as usize);
     let (mul, s) = (i64::from(op.multiplier), op.shift as u32);
     let wide = p.tensors[op.output].dtype == DType::I32;
-    let half = p.tensors[op.output].dtype == DType::I16;
+    let half = p.tensors[op.a].dtype == DType::I16;
     let rd = |mem: &[u8], at: usize, e: usize| -> i32 {
         if half {
             i32::from(i16::from_le_bytes([mem[at + 2 * e], mem[at + 2 * e + 1]]))
