@@ -2,7 +2,8 @@
 //! with exactly specified integer semantics.
 //!
 //! # Types
-//! Tensors are `i8` or `i32`, little-endian, row-major (C order), batch 1.
+//! Tensors are `i8`, `i16` or `i32`, little-endian, row-major (C order),
+//! batch 1.
 //! Every tensor lives at a fixed byte offset of the module's linear memory,
 //! for the whole run: constants (weights, biases, requantization parameters,
 //! lookup tables) in data segments, inputs, activations and outputs in an
@@ -35,6 +36,7 @@ use serde::{Deserialize, Serialize};
 pub enum DType {
     I8,
     I32,
+    I16,
 }
 
 impl DType {
@@ -42,6 +44,7 @@ impl DType {
     pub fn size(self) -> u32 {
         match self {
             DType::I8 => 1,
+            DType::I16 => 2,
             DType::I32 => 4,
         }
     }
@@ -115,8 +118,21 @@ pub struct Requant {
 
 /// `requant` of the IR spec, for one accumulator.
 pub fn requantize(acc: i32, multiplier: i32, shift: i32, zero_point: i32, lo: i32, hi: i32) -> i8 {
+    requantize_wide(acc, multiplier, shift, zero_point, lo, hi) as i8
+}
+
+/// `requant` of the IR spec, for one accumulator, as an `i32` (for `i16`
+/// outputs, whose clamp bounds lie in `i16`).
+pub fn requantize_wide(
+    acc: i32,
+    multiplier: i32,
+    shift: i32,
+    zero_point: i32,
+    lo: i32,
+    hi: i32,
+) -> i32 {
     let q = ((acc as i64 * multiplier as i64 + (1i64 << (shift - 1))) >> shift) + zero_point as i64;
-    q.clamp(lo as i64, hi as i64) as i8
+    q.clamp(lo as i64, hi as i64) as i32
 }
 
 /// 2-D convolution, batch 1, zero padding, input zero point 0:
@@ -157,15 +173,20 @@ pub struct Conv {
 /// o_col = M` (`out` is `[N, M]`). The output layout must be one of those
 /// two (so the op writes every element of `output` exactly once); `a` may
 /// use any strides that stay inside it.
+///
+/// `a` and `output` are each `i8` or `i16` (strides count elements). An
+/// `i16` output has clamp bounds in `i16`. With an `i16` input the sum is
+/// still wrapping `i32`; the lowering bounds the input's values so that
+/// `sum_k |a[i, k]| |w[j, k]| + |bias[j]| < 2^31`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MatMul {
-    /// `i8`, `M*K` elements (any shape)
+    /// `i8` or `i16`, `M*K` elements (any shape)
     pub a: TensorId,
     /// `i8 [N, K]`
     pub w: TensorId,
     /// `i32 [N]`
     pub bias: TensorId,
-    /// `i8`, `M*N` elements (any shape)
+    /// `i8` or `i16`, `M*N` elements (any shape)
     pub output: TensorId,
     pub m: u32,
     pub k: u32,
@@ -354,6 +375,13 @@ pub struct LayerNorm {
 /// `i32` output holds the sums themselves (`multiplier`, `shift` unused;
 /// attention scores kept exact for the softmax). The output strides must
 /// address every element of `output` exactly once.
+///
+/// `a` and `b` may instead both be `i16`, with an `i16` output (attention's
+/// `P V` with probabilities in units of `1/32767`; the rescale clamped to
+/// `-32767..=32767`) or an `i32` one (exact scores of `i16` `Q`, `K`): the
+/// same sum in wrapping `i32`, which the lowering keeps from wrapping
+/// (`sum_k |a[t, i, k]| <= 32767 + k / 2` for probabilities, operands
+/// within `sqrt(2^31 / k)` for scores).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActMatMul {
     pub a: TensorId,
@@ -375,12 +403,15 @@ pub struct ActMatMul {
 /// Per row: `mx` = max of the unmasked inputs (`-128` if none), `e[l] =
 /// mask[l] != 0 ? table[mx - in[r, l]] : 0`, `sum = max(sum_l e[l], 1)`,
 /// `out[l] = (254 e[l] + sum) / (2 sum)`. A fully masked row is all 0
-/// (the ONNX graphs' `Where(IsNaN(softmax), 0, softmax)`).
+/// (the ONNX graphs' `Where(IsNaN(softmax), 0, softmax)`). An `i16`
+/// output holds `out[l] = (65534 e[l] + sum) / (2 sum)`, the probability in
+/// units of `1/32767`.
 ///
 /// The input is `i8` or `i32`. The table index is, in `i64`,
 /// `min((min(mx - x, dmax) m) >> shift, 255)` with `m = multiplier`,
-/// `0 <= m < 2^31`, `0 <= shift <= 54` and `0 <= dmax < 2^23`; an `i8`
-/// input uses `m = 1`, `shift = 0`, `dmax = 255`, i.e. the index `mx - x`.
+/// `0 <= m < 2^31`, `0 <= shift <= 54` and `0 <= dmax < 2^31` (so the
+/// product stays below 2^62); an `i8` input uses `m = 1`, `shift = 0`,
+/// `dmax = 255`, i.e. the index `mx - x`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MaskedSoftmax {
     pub input: TensorId,
@@ -392,6 +423,50 @@ pub struct MaskedSoftmax {
     pub multiplier: i32,
     pub shift: i32,
     pub dmax: i32,
+}
+
+/// A function of an `i16` by linear interpolation in a table of 1025
+/// `i32` knots, one every 64 input steps. In `i64`:
+///
+/// ```text
+/// u      = in[i] + 32768                       (0..=65535)
+/// h      = u >> 6,  f = u & 63
+/// out[i] = clamp(t[h] + (((t[h + 1] - t[h]) * f + 32) >> 6), lo, hi)
+/// ```
+///
+/// (`>>` arithmetic: the interpolation rounds half towards +infinity).
+/// The import uses `t[h] = round(f((64 h - 32768) s_in) / s_out)`, so for a
+/// function with `|f''| <= c` the error is at most `c (64 s_in)^2 / 8`
+/// output units' worth plus one rounding. `lo..=hi` lies in `i16`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Interp {
+    /// `i16`
+    pub input: TensorId,
+    /// `i32 [1025]`
+    pub table: TensorId,
+    /// `i16`, as many elements as `input`
+    pub output: TensorId,
+    pub lo: i32,
+    pub hi: i32,
+}
+
+/// Element-wise sum of two equally shaped `i8` tensors of `rows` rows of
+/// `len` values, rescaled per column `l`: in `i64`,
+/// `out[r, l] = clamp(((a[r, l] * ma[l] + b[r, l] * mb[l] + 2^(s[l]-1)) >> s[l]), lo, hi)`
+/// with `ma`, `mb`, `s` `i32 [len]`, `1 <= s[l] <= 62`, `lo..=hi` in
+/// `i8` (a transformer's embedding sum with per-column scales).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ColAdd {
+    pub a: TensorId,
+    pub b: TensorId,
+    pub output: TensorId,
+    pub a_multiplier: TensorId,
+    pub b_multiplier: TensorId,
+    pub shift: TensorId,
+    pub rows: u32,
+    pub len: u32,
+    pub lo: i32,
+    pub hi: i32,
 }
 
 /// One operation.
@@ -409,6 +484,8 @@ pub enum Op {
     LayerNorm(LayerNorm),
     ActMatMul(ActMatMul),
     MaskedSoftmax(MaskedSoftmax),
+    Interp(Interp),
+    ColAdd(ColAdd),
 }
 
 impl Op {
@@ -426,6 +503,8 @@ impl Op {
             Op::LayerNorm(o) => o.output,
             Op::ActMatMul(o) => o.output,
             Op::MaskedSoftmax(o) => o.output,
+            Op::Interp(o) => o.output,
+            Op::ColAdd(o) => o.output,
         }
     }
 
@@ -443,6 +522,8 @@ impl Op {
             Op::LayerNorm(_) => "layer_norm",
             Op::ActMatMul(_) => "act_matmul",
             Op::MaskedSoftmax(_) => "masked_softmax",
+            Op::Interp(_) => "interp",
+            Op::ColAdd(_) => "col_add",
         }
     }
 }

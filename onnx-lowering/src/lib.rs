@@ -10,9 +10,12 @@
 //! artifact runs on either engine with identical node-boundary state roots.
 //!
 //! Integer semantics, in short (each op's exact definition is in [`ir`]):
-//! `i8` activations and weights, `i32` accumulation, one requantization
-//! rule (round half towards +infinity, then clamp); non-linear functions as
-//! exact 256-entry tables over `i8` inputs (GELU/Erf, sigmoid, ...), an
+//! `i8` activations and weights (`i16` activations around a function
+//! between two matmuls, e.g. a transformer's GELU), `i32` accumulation, one
+//! requantization rule (round half towards +infinity, then clamp);
+//! non-linear functions as exact 256-entry tables over `i8` inputs
+//! (GELU/Erf, sigmoid, ...) or 1025-knot linear interpolation over `i16`
+//! inputs, an
 //! `exp` table in `2^-20` for (masked) softmax with probabilities in units
 //! of `1/127`, and layer normalization by an exact integer mean and
 //! variance, a floor square root and one rounded (floor) division per

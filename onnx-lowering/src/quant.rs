@@ -77,6 +77,10 @@ pub fn dequantize(t: &Tensor, bytes: &[u8]) -> Vec<f32> {
             .iter()
             .map(|b| scale * (i32::from(*b as i8) - t.zero_point) as f32)
             .collect(),
+        DType::I16 => bytes
+            .chunks_exact(2)
+            .map(|c| scale * (i32::from(i16::from_le_bytes([c[0], c[1]])) - t.zero_point) as f32)
+            .collect(),
         DType::I32 => bytes
             .chunks_exact(4)
             .map(|c| scale * (i32::from_le_bytes([c[0], c[1], c[2], c[3]]) - t.zero_point) as f32)

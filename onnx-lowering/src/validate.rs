@@ -162,10 +162,25 @@ impl Program {
                 if !dense(n, 1) && !dense(1, m) {
                     return Err(bad(node, "matmul output strides are not a dense layout"));
                 }
-                self.expect(node, "input", o.a, DType::I8, m * k)?;
+                let narrow = |id| -> Result<DType, LowerError> {
+                    let dt = self.get(id, node, "matmul operand")?.dtype;
+                    Ok(if dt == DType::I16 { dt } else { DType::I8 })
+                };
+                let (da, dout) = (narrow(o.a)?, narrow(o.output)?);
+                self.expect(node, "input", o.a, da, m * k)?;
                 self.expect(node, "weight", o.w, DType::I8, n * k)?;
                 self.expect(node, "bias", o.bias, DType::I32, n)?;
-                self.expect(node, "output", o.output, DType::I8, m * n)?;
+                self.expect(node, "output", o.output, dout, m * n)?;
+                if dout == DType::I16 {
+                    let mut r = o.requant.clone();
+                    let ok = (-32768..=32767).contains(&r.lo) && (-32768..=32767).contains(&r.hi);
+                    if !ok || r.lo > r.hi {
+                        return Err(bad(node, "clamp is not an i16 range"));
+                    }
+                    // The rest of the requantization as for an i8 output.
+                    (r.lo, r.hi) = (-128, 127);
+                    return self.expect_requant(node, &r, n, image);
+                }
                 self.expect_requant(node, &o.requant, n, image)
             }
             Op::Conv(o) => {
@@ -316,16 +331,24 @@ impl Program {
                     self.tensors[o.wa].offset as usize,
                     self.tensors[o.wb].offset as usize,
                 );
-                let w = (0..l as usize)
+                // |d[l]| = |(len - 1) x[l] - sum_{m != l} x[m]| <= 128 (len
+                // c[l] + C) with c = |wa| + |wb| and C = sum_m c[m].
+                let c: Vec<u128> = (0..l as usize)
                     .map(|c| {
                         u128::from(read_i32(image, pa + 4 * c).unsigned_abs())
                             + u128::from(read_i32(image, pb + 4 * c).unsigned_abs())
                     })
-                    .max()
-                    .unwrap_or(0);
-                let x = 127 * w;
+                    .collect();
+                let total: u128 = c.iter().sum();
                 let l = u128::from(o.len);
-                if 4 * l * l * l * x * x + eps_u128(o.eps) >= 1 << 62 {
+                let var: u128 = c
+                    .iter()
+                    .map(|c| {
+                        let d = 128 * (l * c + total);
+                        d * d
+                    })
+                    .sum();
+                if var + eps_u128(o.eps) >= 1 << 62 {
                     return Err(bad(node, "layer_norm weights too large for i64"));
                 }
                 Ok(())
@@ -347,9 +370,16 @@ impl Program {
                         .sum::<u64>()
                         + 1
                 };
+                // i8 operands with an i8 or i32 output, or i16 operands
+                // with an i16 or i32 output.
+                let half = self.get(o.a, node, "a")?.dtype == DType::I16;
                 let len = |id: TensorId, what: &str| -> Result<u64, LowerError> {
                     let t = self.get(id, node, what)?;
-                    if t.dtype != DType::I8 && !(what == "output" && t.dtype == DType::I32) {
+                    if half {
+                        if t.dtype != DType::I16 && !(what == "output" && t.dtype == DType::I32) {
+                            return Err(bad(node, format!("{what} must be i16")));
+                        }
+                    } else if t.dtype != DType::I8 && !(what == "output" && t.dtype == DType::I32) {
                         return Err(bad(node, format!("{what} must be i8")));
                     }
                     Ok(u64::from(t.len()))
@@ -391,12 +421,11 @@ impl Program {
                 let wide = self.get(o.input, node, "input")?.dtype == DType::I32;
                 let dt = if wide { DType::I32 } else { DType::I8 };
                 self.expect(node, "input", o.input, dt, r * l)?;
-                self.expect(node, "output", o.output, DType::I8, r * l)?;
+                let half = self.get(o.output, node, "output")?.dtype == DType::I16;
+                let dout = if half { DType::I16 } else { DType::I8 };
+                self.expect(node, "output", o.output, dout, r * l)?;
                 self.expect(node, "mask", o.mask, DType::I32, l)?;
-                if o.multiplier < 0
-                    || !(0..=54).contains(&o.shift)
-                    || !(0..1 << 23).contains(&o.dmax)
-                {
+                if o.multiplier < 0 || !(0..=54).contains(&o.shift) || o.dmax < 0 {
                     return Err(bad(node, "masked_softmax index scaling out of range"));
                 }
                 self.expect(node, "table", o.table, DType::I32, 256)?;
@@ -411,6 +440,41 @@ impl Program {
                 self.expect(node, "input", o.input, DType::I8, n)?;
                 self.expect(node, "output", o.output, DType::I8, n)?;
                 self.expect(node, "table", o.table, DType::I8, 256)
+            }
+            Op::ColAdd(o) => {
+                let (r, l) = (u64::from(o.rows), u64::from(o.len));
+                if r == 0 || l == 0 || r * l > u64::from(u32::MAX) {
+                    return Err(bad(node, "col_add dimensions out of range"));
+                }
+                for (what, id) in [("a", o.a), ("b", o.b), ("output", o.output)] {
+                    self.expect(node, what, id, DType::I8, r * l)?;
+                }
+                for (what, id) in [
+                    ("a multiplier", o.a_multiplier),
+                    ("b multiplier", o.b_multiplier),
+                    ("shift", o.shift),
+                ] {
+                    self.expect(node, what, id, DType::I32, l)?;
+                }
+                let at = self.tensors[o.shift].offset as usize;
+                if (0..l as usize).any(|c| !(1..=62).contains(&read_i32(image, at + 4 * c))) {
+                    return Err(bad(node, "col_add shift out of range"));
+                }
+                if !(-128..=127).contains(&o.lo) || !(-128..=127).contains(&o.hi) || o.lo > o.hi {
+                    return Err(bad(node, "col_add clamp is not an i8 range"));
+                }
+                Ok(())
+            }
+            Op::Interp(o) => {
+                let n = u64::from(self.get(o.output, node, "output")?.len());
+                self.expect(node, "input", o.input, DType::I16, n)?;
+                self.expect(node, "output", o.output, DType::I16, n)?;
+                self.expect(node, "table", o.table, DType::I32, 1025)?;
+                let ok = (-32768..=32767).contains(&o.lo) && (-32768..=32767).contains(&o.hi);
+                if !ok || o.lo > o.hi {
+                    return Err(bad(node, "interp clamp is not an i16 range"));
+                }
+                Ok(())
             }
         }
     }

@@ -1,5 +1,6 @@
 //! Native executor vs. Wasm sandbox on random programs of the transformer
-//! op families (gather, layer norm, activation product, masked softmax),
+//! op families (gather, layer norm, activation product, masked softmax,
+//! per-column sum),
 //! and both against reference implementations of the IR spec written here
 //! independently (i128 arithmetic, Newton square root).
 //!
@@ -7,7 +8,9 @@
 //! random data also tests that the fuel does not depend on the data.
 
 use opml_lowering::builder::ProgramBuilder;
-use opml_lowering::ir::{ActMatMul, DType, Gather, LayerNorm, MaskedSoftmax, Op, TensorKind};
+use opml_lowering::ir::{
+    ActMatMul, ColAdd, DType, Gather, LayerNorm, MaskedSoftmax, Op, TensorKind,
+};
 use opml_lowering::Artifact;
 use proptest::prelude::*;
 
@@ -328,8 +331,57 @@ fn check_masked_softmax(rows: u32, len: u32, wide: bool, seed: u64) {
     }
 }
 
+fn check_col_add(rows: u32, len: u32, relu: bool, seed: u64) {
+    let mut rng = Rng(seed);
+    let mut b = ProgramBuilder::new();
+    let n = (rows * len) as usize;
+    let xa = b.tensor("a", DType::I8, &[rows, len], TensorKind::Input);
+    let xb = b.tensor("b", DType::I8, &[rows, len], TensorKind::Input);
+    let col = |rng: &mut Rng| -> Vec<i32> {
+        (0..len)
+            .map(|_| rng.range(-(1 << 31) + 1, (1 << 31) - 1) as i32)
+            .collect()
+    };
+    let (ma, mb) = (col(&mut rng), col(&mut rng));
+    let sh: Vec<i32> = (0..len).map(|_| rng.range(1, 62) as i32).collect();
+    let (tma, tmb, tsh) = (
+        b.const_i32("ma", &[len], &ma),
+        b.const_i32("mb", &[len], &mb),
+        b.const_i32("sh", &[len], &sh),
+    );
+    let out = b.tensor("out", DType::I8, &[rows, len], TensorKind::Output);
+    let lo = if relu { 0 } else { -128 };
+    b.node(
+        "add",
+        Op::ColAdd(ColAdd {
+            a: xa,
+            b: xb,
+            output: out,
+            a_multiplier: tma,
+            b_multiplier: tmb,
+            shift: tsh,
+            rows,
+            len,
+            lo,
+            hi: 127,
+        }),
+    );
+    let a = Artifact::build(b.finish(), small_budget()).unwrap();
+    let (va, vb) = (rng.i8s(n), rng.i8s(n));
+    let y = both(&a, &[bytes(&va), bytes(&vb)]);
+    for i in 0..n {
+        let l = i % len as usize;
+        let x = i128::from(va[i]) * i128::from(ma[l]) + i128::from(vb[i]) * i128::from(mb[l]);
+        // floor(x / 2^s + 1/2)
+        let want = (2 * x + (1i128 << sh[l])).div_euclid(1i128 << (sh[l] + 1));
+        assert_eq!(i128::from(y[i]), want.clamp(i128::from(lo), 127), "{i}");
+    }
+}
+
 #[test]
 fn fixed_cases_agree_with_the_reference() {
+    check_col_add(32, 384, false, 7);
+    check_col_add(3, 5, true, 8);
     check_gather(50, 37, 20, 1);
     check_layer_norm(5, 64, 2);
     check_act_matmul([3, 5, 7, 33], [1, 3, 5], false, 3);
@@ -343,6 +395,11 @@ proptest! {
     #[test]
     fn random_gathers_agree(rows in 1u32..40, width in 1u32..40, n in 1u32..24, seed in any::<u64>()) {
         check_gather(rows, width, n, seed);
+    }
+
+    #[test]
+    fn random_column_sums_agree(rows in 1u32..8, len in 1u32..70, relu in any::<bool>(), seed in any::<u64>()) {
+        check_col_add(rows, len, relu, seed);
     }
 
     #[test]

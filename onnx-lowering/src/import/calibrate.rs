@@ -337,7 +337,7 @@ fn run_step(plan: &Plan, step: &Step, vals: &[Option<Rc<Vec<f64>>>]) -> Rc<Vec<f
 }
 
 /// Per value: `max |x|` and whether a non-finite value occurred; per
-/// layer-norm output: `max |x|` of every column (last axis).
+/// layer-norm input and output: `max |x|` of every column (last axis).
 #[derive(Clone)]
 struct Ranges {
     max: Vec<(f64, bool)>,
@@ -348,8 +348,15 @@ impl Ranges {
     fn new(plan: &Plan) -> Self {
         let mut cols = vec![None; plan.values.len()];
         for step in &plan.steps {
-            if let Step::LayerNorm { output, len, .. } = step {
-                cols[*output] = Some(vec![0.0; *len]);
+            if let Step::LayerNorm {
+                a, b, output, len, ..
+            } = step
+            {
+                for v in std::iter::once(*a).chain(*b).chain([*output]) {
+                    if plan.values[v].len().is_multiple_of((*len).max(1)) {
+                        cols[v] = Some(vec![0.0; *len]);
+                    }
+                }
             }
         }
         Self {
@@ -360,7 +367,7 @@ impl Ranges {
 }
 
 /// Calibrated ranges: `max |x|` of every value, and of every column of
-/// every layer-norm output (`None` for other values).
+/// every layer-norm input and output (`None` for other values).
 pub struct Calibration {
     pub max: Vec<f64>,
     pub columns: Vec<Option<Vec<f64>>>,
@@ -448,7 +455,7 @@ pub fn calibrate_with_threads(
     Ok(calibrate_full(plan, samples, threads)?.max)
 }
 
-/// [`calibrate`] with the per-column ranges of layer-norm outputs.
+/// [`calibrate`] with the per-column ranges of layer-norm inputs and outputs.
 pub fn calibrate_full(
     plan: &Plan,
     samples: &[Vec<Vec<f32>>],

@@ -8,11 +8,18 @@
 /// Activation scale: `max |x| / 127` in `f32` (`1/127` for a tensor that
 /// was always zero, so that every scale is positive).
 pub fn act_scale(max_abs: f64) -> f32 {
+    act_scale_range(max_abs, 127)
+}
+
+/// Scale of an activation quantized to `-range..=range`: `max |x| / range`
+/// in `f32` (`1/range` for a tensor that was always zero).
+pub fn act_scale_range(max_abs: f64, range: i32) -> f32 {
     let m = max_abs as f32;
+    let r = range as f32;
     if m > 0.0 && m.is_finite() {
-        (m / 127.0).max(f32::MIN_POSITIVE)
+        (m / r).max(f32::MIN_POSITIVE)
     } else {
-        1.0 / 127.0
+        1.0 / r
     }
 }
 
@@ -94,10 +101,22 @@ pub fn quantize_rows(w: &[f64], rows: usize) -> (Vec<i8>, Vec<f64>) {
 /// (activations reach -128, weights stay in `-127..=127`; this implies the
 /// IR's `k * 127 * 127 + |bias| < 2^31`).
 pub fn quantize_bias(bias: &[f64], s_in: f32, s_w: &[f64], k: usize) -> Result<Vec<i32>, String> {
-    let room = (1i64 << 31) - 1 - (k as i64).saturating_mul(128 * 127);
+    quantize_bias_reach(bias, s_in, s_w, (k as i64).saturating_mul(128 * 127))
+}
+
+/// [`quantize_bias`] for sums of products whose magnitude is at most
+/// `reach` (for `i16` inputs bounded by `R`: `R max_j sum_k |w[j, k]|`):
+/// `reach + |bias| < 2^31`.
+pub fn quantize_bias_reach(
+    bias: &[f64],
+    s_in: f32,
+    s_w: &[f64],
+    reach: i64,
+) -> Result<Vec<i32>, String> {
+    let room = (1i64 << 31) - 1 - reach;
     if room <= 0 {
         return Err(format!(
-            "{k} products per output can overflow the i32 accumulator"
+            "sums of products up to {reach} can overflow the i32 accumulator"
         ));
     }
     bias.iter()

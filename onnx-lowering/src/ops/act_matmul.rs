@@ -5,9 +5,10 @@
 //! A unit is one batch index and a block of `rb` rows: unit `u` is batch
 //! `u / nrb`, rows `[(u % nrb) * rb, min(m, ..+ rb))`.
 
-use crate::ir::{ActMatMul, Program};
+use crate::ir::{ActMatMul, DType, Program};
 use crate::ops::family::{Budget, Kernel, Scheduled};
 use crate::ops::mem::{read_i8, write_i32};
+use std::sync::LazyLock;
 
 /// Descriptor words: a, b, out, batch, m, n, k, a strides (3), b strides
 /// (3), out strides (3), multiplier, shift, rb, i32 output (0 or 1). About
@@ -69,20 +70,45 @@ pub const KERNEL: Kernel = Kernel {
 "#,
 };
 
+/// The variant with `i16` operands and output (attention's `P V` with
+/// probabilities in units of `1/32767`): 16-bit loads with byte strides
+/// for `a` and `b`, a 16-bit store clamped to `-32767..=32767`.
+pub static KERNEL_16: LazyLock<Kernel> = LazyLock::new(|| {
+    let t = KERNEL
+        .wat
+        .replace("(func $act_matmul ", "(func $act_matmul16 ")
+        .replace(
+            "(i32.mul (i32.load8_s (local.get $pa)) (i32.load8_s (local.get $pb)))",
+            "(i32.mul (i32.load16_s (local.get $pa)) (i32.load16_s (local.get $pb)))",
+        )
+        .replace("(i64.const -128)", "(i64.const -32767)")
+        .replace("(i64.const 127)", "(i64.const 32767)")
+        .replace(
+            "(i64.store8 (i32.add (i32.load offset=8 (local.get $d)) (local.get $e)) (local.get $q))",
+            "(i64.store16 (i32.add (i32.load offset=8 (local.get $d)) (i32.shl (local.get $e) (i32.const 1))) (local.get $q))",
+        );
+    Kernel {
+        name: "act_matmul16",
+        wat: Box::leak(t.into_boxed_str()),
+    }
+});
+
 /// Splits each batch's rows into blocks within the budget.
 pub fn schedule(op: &ActMatMul, p: &Program, budget: &Budget) -> Scheduled {
+    let half = p.tensors[op.a].dtype == DType::I16;
+    let eb = 1 + u32::from(half);
     let (m, n, k) = (u64::from(op.m), u64::from(op.n), u64::from(op.k));
     let per_row_fuel = n * (9 * k + 55) + 10;
-    let per_row_bytes = k + n * (k + 4);
+    let per_row_bytes = (k + n * (k + 4)) * u64::from(eb);
     let by_fuel = budget.unit_fuel / per_row_fuel.max(1);
     let by_bytes = budget.unit_bytes / per_row_bytes.max(1);
     let rb = by_fuel.min(by_bytes).clamp(1, m.max(1));
     let t = |id: usize| p.tensors[id].offset;
     let mut descriptor = vec![t(op.a), t(op.b), t(op.output), op.batch, op.m, op.n, op.k];
-    descriptor.extend(op.a_stride);
-    descriptor.extend(op.b_stride);
+    descriptor.extend(op.a_stride.map(|s| s * eb));
+    descriptor.extend(op.b_stride.map(|s| s * eb));
     descriptor.extend(op.o_stride);
-    let wide = p.tensors[op.output].dtype == crate::ir::DType::I32;
+    let wide = p.tensors[op.output].dtype == DType::I32;
     descriptor.extend([
         op.multiplier as u32,
         op.shift as u32,
@@ -90,7 +116,7 @@ pub fn schedule(op: &ActMatMul, p: &Program, budget: &Budget) -> Scheduled {
         wide as u32,
     ]);
     Scheduled {
-        kernel: KERNEL.name,
+        kernel: if half { KERNEL_16.name } else { KERNEL.name },
         units: (u64::from(op.batch) * m.div_ceil(rb)) as u32,
         descriptor,
     }
@@ -104,19 +130,31 @@ pub fn run_native(op: &ActMatMul, p: &Program, mem: &mut [u8]) {
     let [sbb, sbj, sbk] = op.b_stride.map(|v| v as usize);
     let [sob, soi, soj] = op.o_stride.map(|v| v as usize);
     let (mul, s) = (i64::from(op.multiplier), op.shift as u32);
-    let wide = p.tensors[op.output].dtype == crate::ir::DType::I32;
+    let wide = p.tensors[op.output].dtype == DType::I32;
+    let half = p.tensors[op.a].dtype == DType::I16;
+    let rd = |mem: &[u8], at: usize, e: usize| -> i32 {
+        if half {
+            i32::from(i16::from_le_bytes([mem[at + 2 * e], mem[at + 2 * e + 1]]))
+        } else {
+            i32::from(read_i8(mem, at + e))
+        }
+    };
     for bt in 0..op.batch as usize {
         for i in 0..op.m as usize {
             for j in 0..op.n as usize {
                 let mut acc = 0i32;
                 for kk in 0..op.k as usize {
-                    let x = i32::from(read_i8(mem, a + bt * sab + i * sai + kk * sak));
-                    let y = i32::from(read_i8(mem, b + bt * sbb + j * sbj + kk * sbk));
-                    acc = acc.wrapping_add(x * y);
+                    let x = rd(mem, a, bt * sab + i * sai + kk * sak);
+                    let y = rd(mem, b, bt * sbb + j * sbj + kk * sbk);
+                    acc = acc.wrapping_add(x.wrapping_mul(y));
                 }
                 let e = bt * sob + i * soi + j * soj;
                 if wide {
                     write_i32(mem, out + 4 * e, acc);
+                } else if half {
+                    let q = (i64::from(acc) * mul + (1i64 << (s - 1))) >> s;
+                    let q = q.clamp(-32767, 32767) as i16;
+                    mem[out + 2 * e..out + 2 * e + 2].copy_from_slice(&q.to_le_bytes());
                 } else {
                     let q = (i64::from(acc) * mul + (1i64 << (s - 1))) >> s;
                     mem[out + e] = q.clamp(-128, 127) as u8;

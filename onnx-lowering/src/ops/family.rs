@@ -4,8 +4,8 @@
 use crate::error::LowerError;
 use crate::ir::{Op, Program};
 use crate::ops::{
-    act_matmul, channel_mul, conv, elementwise, gather, layer_norm, masked_softmax, matmul, pool,
-    softmax,
+    act_matmul, channel_mul, col_add, conv, elementwise, gather, interp, layer_norm,
+    masked_softmax, matmul, pool, softmax,
 };
 use std::sync::LazyLock;
 
@@ -34,7 +34,7 @@ pub struct Scheduled {
 }
 
 /// Every kernel, in kernel-id order (conv's text is generated on first use).
-pub static KERNELS: LazyLock<[&Kernel; 11]> = LazyLock::new(|| {
+pub static KERNELS: LazyLock<[&Kernel; 18]> = LazyLock::new(|| {
     [
         &matmul::KERNEL,
         &conv::KERNEL,
@@ -47,6 +47,13 @@ pub static KERNELS: LazyLock<[&Kernel; 11]> = LazyLock::new(|| {
         &layer_norm::KERNEL,
         &act_matmul::KERNEL,
         &masked_softmax::KERNEL,
+        &matmul::KERNEL_A16,
+        &matmul::KERNEL_O16,
+        &matmul::KERNEL_A16O16,
+        &interp::KERNEL,
+        &masked_softmax::KERNEL_16,
+        &act_matmul::KERNEL_16,
+        &col_add::KERNEL,
     ]
 });
 
@@ -72,6 +79,8 @@ pub fn schedule(op: &Op, p: &Program, budget: &Budget) -> Result<Scheduled, Lowe
         Op::LayerNorm(o) => Ok(layer_norm::schedule(o, p, budget)),
         Op::ActMatMul(o) => Ok(act_matmul::schedule(o, p, budget)),
         Op::MaskedSoftmax(o) => Ok(masked_softmax::schedule(o, p, budget)),
+        Op::Interp(o) => Ok(interp::schedule(o, p, budget)),
+        Op::ColAdd(o) => Ok(col_add::schedule(o, p, budget)),
     }
 }
 
@@ -89,6 +98,8 @@ pub fn run_native(op: &Op, p: &Program, mem: &mut [u8]) -> Result<(), LowerError
         Op::LayerNorm(o) => layer_norm::run_native(o, p, mem),
         Op::ActMatMul(o) => act_matmul::run_native(o, p, mem),
         Op::MaskedSoftmax(o) => masked_softmax::run_native(o, p, mem),
+        Op::Interp(o) => interp::run_native(o, p, mem),
+        Op::ColAdd(o) => col_add::run_native(o, p, mem),
     }
     Ok(())
 }

@@ -9,6 +9,7 @@
 use crate::ir::{DType, MaskedSoftmax, Program};
 use crate::ops::family::{Budget, Kernel, Scheduled};
 use crate::ops::mem::read_i32;
+use std::sync::LazyLock;
 
 /// Descriptor words: in, table, out, rows, len, rb, mask, i32 input (0 or
 /// 1), multiplier, shift, dmax. About 150 fuel per element (three passes,
@@ -88,6 +89,30 @@ pub const KERNEL: Kernel = Kernel {
 "#,
 };
 
+/// The variant with an `i16` output, probabilities in units of `1/32767`:
+/// `out = (65534 e + sum) / (2 sum)`, stored as 16 bits.
+pub static KERNEL_16: LazyLock<Kernel> = LazyLock::new(|| {
+    let t = KERNEL
+        .wat
+        .replace("$masked_softmax", "$masked_softmax16")
+        .replace(
+            "(local.set $po (i32.add (i32.load offset=8 (local.get $d)) (i32.mul (local.get $r) (local.get $len))))",
+            "(local.set $po (i32.add (i32.load offset=8 (local.get $d)) (i32.shl (i32.mul (local.get $r) (local.get $len)) (i32.const 1))))",
+        )
+        .replace(
+            "(i64.store8 (i32.add (local.get $po) (local.get $l)) (i64.div_u",
+            "(i64.store16 (i32.add (local.get $po) (i32.shl (local.get $l) (i32.const 1))) (i64.div_u",
+        )
+        .replace(
+            "(i64.mul (local.get $e) (i64.const 254))",
+            "(i64.mul (local.get $e) (i64.const 65534))",
+        );
+    Kernel {
+        name: "masked_softmax16",
+        wat: Box::leak(t.into_boxed_str()),
+    }
+});
+
 /// Splits the rows into blocks within the budget (about 70 fuel and 14
 /// bytes per element, plus the 1 KiB table).
 pub fn schedule(op: &MaskedSoftmax, p: &Program, budget: &Budget) -> Scheduled {
@@ -96,8 +121,9 @@ pub fn schedule(op: &MaskedSoftmax, p: &Program, budget: &Budget) -> Scheduled {
     let by_bytes = budget.unit_bytes.saturating_sub(1024 + 4 * len) / (5 * len);
     let rb = by_fuel.min(by_bytes).clamp(1, rows.max(1));
     let t = |id: usize| p.tensors[id].offset;
+    let half = p.tensors[op.output].dtype == DType::I16;
     Scheduled {
-        kernel: KERNEL.name,
+        kernel: if half { KERNEL_16.name } else { KERNEL.name },
         units: rows.div_ceil(rb) as u32,
         descriptor: vec![
             t(op.input),
@@ -120,6 +146,7 @@ pub fn run_native(op: &MaskedSoftmax, p: &Program, mem: &mut [u8]) {
     let t = |id: usize| p.tensors[id].offset as usize;
     let (inp, table, out, mask) = (t(op.input), t(op.table), t(op.output), t(op.mask));
     let wide = p.tensors[op.input].dtype == DType::I32;
+    let half = p.tensors[op.output].dtype == DType::I16;
     let len = op.len as usize;
     let (m, s, dmax) = (
         i64::from(op.multiplier),
@@ -150,8 +177,14 @@ pub fn run_native(op: &MaskedSoftmax, p: &Program, mem: &mut [u8]) {
         };
         let sum = (0..len).map(|l| e(mem, l)).sum::<i64>().max(1);
         for l in 0..len {
-            let q = (e(mem, l) * 254 + sum) / (2 * sum);
-            mem[out + r * len + l] = q as u8;
+            if half {
+                let q = (e(mem, l) * 65534 + sum) / (2 * sum);
+                let at = out + 2 * (r * len + l);
+                mem[at..at + 2].copy_from_slice(&(q as i16).to_le_bytes());
+            } else {
+                let q = (e(mem, l) * 254 + sum) / (2 * sum);
+                mem[out + r * len + l] = q as u8;
+            }
         }
     }
 }

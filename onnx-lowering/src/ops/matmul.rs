@@ -4,10 +4,15 @@
 //!
 //! A unit is a block of `rb` rows by `cb` output columns; unit `u` is row
 //! block `u / ncb`, column block `u % ncb` (`ncb = ceil(n / cb)`).
+//!
+//! `i16` inputs or outputs use the variants [`KERNEL_A16`], [`KERNEL_O16`]
+//! and [`KERNEL_A16O16`]: the same text with 16-bit loads or stores, and
+//! byte strides in the descriptor.
 
-use crate::ir::{requantize, MatMul, Program};
+use crate::ir::{requantize_wide, DType, MatMul, Program};
 use crate::ops::family::{Budget, Kernel, Scheduled};
 use crate::ops::mem::{read_i32, read_i8};
+use std::sync::LazyLock;
 
 /// Descriptor words: a, w, bias, out, multiplier, shift, m, k, n, rb, cb,
 /// zero point, lo, hi, a_row, a_col, o_row, o_col.
@@ -80,8 +85,52 @@ pub const KERNEL: Kernel = Kernel {
 "#,
 };
 
+/// The kernel text with an `i16` input (`a16`) and/or output (`o16`).
+fn variant(a16: bool, o16: bool) -> Kernel {
+    let name: &'static str = match (a16, o16) {
+        (true, false) => "matmul_a16",
+        (false, true) => "matmul_o16",
+        _ => "matmul_a16o16",
+    };
+    let mut t = KERNEL
+        .wat
+        .replace("(func $matmul ", &format!("(func ${name} "));
+    if a16 {
+        t = t.replace(
+            "(i32.load8_s (local.get $pa))",
+            "(i32.load16_s (local.get $pa))",
+        );
+    }
+    if o16 {
+        t = t.replace(
+            "(i64.store8 (i32.add (local.get $out)",
+            "(i64.store16 (i32.add (local.get $out)",
+        );
+    }
+    Kernel {
+        name,
+        wat: Box::leak(t.into_boxed_str()),
+    }
+}
+
+/// `i16` input, `i8` output.
+pub static KERNEL_A16: LazyLock<Kernel> = LazyLock::new(|| variant(true, false));
+/// `i8` input, `i16` output.
+pub static KERNEL_O16: LazyLock<Kernel> = LazyLock::new(|| variant(false, true));
+/// `i16` input and output.
+pub static KERNEL_A16O16: LazyLock<Kernel> = LazyLock::new(|| variant(true, true));
+
 /// Splits the product into blocks that stay within the budget.
 pub fn schedule(op: &MatMul, p: &Program, budget: &Budget) -> Scheduled {
+    let a16 = p.tensors[op.a].dtype == DType::I16;
+    let o16 = p.tensors[op.output].dtype == DType::I16;
+    let (ea, eo) = (1 + u32::from(a16), 1 + u32::from(o16));
+    let kernel = match (a16, o16) {
+        (false, false) => KERNEL.name,
+        (true, false) => KERNEL_A16.name,
+        (false, true) => KERNEL_O16.name,
+        (true, true) => KERNEL_A16O16.name,
+    };
     let (m, k, n) = (op.m as u64, op.k as u64, op.n as u64);
     // Columns: the weights of a block (cb * k bytes) take half the bytes.
     // (A strided `a`, `[K, M]`, is read as `k` strips of `rb` bytes, so a
@@ -91,12 +140,12 @@ pub fn schedule(op: &MatMul, p: &Program, budget: &Budget) -> Scheduled {
     let per_row = (10 * k + 40) * cb;
     let rb = (budget.unit_fuel / per_row)
         .clamp(1, m)
-        .min((budget.unit_bytes / (2 * k)).max(1));
+        .min((budget.unit_bytes / (2 * k * u64::from(ea))).max(1));
     let units = m.div_ceil(rb) * n.div_ceil(cb);
     let t = |id: usize| p.tensors[id].offset;
     let r = &op.requant;
     Scheduled {
-        kernel: KERNEL.name,
+        kernel,
         units: units as u32,
         descriptor: vec![
             t(op.a),
@@ -113,10 +162,10 @@ pub fn schedule(op: &MatMul, p: &Program, budget: &Budget) -> Scheduled {
             r.zero_point as u32,
             r.lo as u32,
             r.hi as u32,
-            op.a_row,
-            op.a_col,
-            op.o_row,
-            op.o_col,
+            op.a_row * ea,
+            op.a_col * ea,
+            op.o_row * eo,
+            op.o_col * eo,
         ],
     }
 }
@@ -130,15 +179,24 @@ pub fn run_native(op: &MatMul, p: &Program, mem: &mut [u8]) {
     let (ar, ac) = (op.a_row as usize, op.a_col as usize);
     let (or, oc) = (op.o_row as usize, op.o_col as usize);
     let r = &op.requant;
+    let a16 = p.tensors[op.a].dtype == DType::I16;
+    let o16 = p.tensors[op.output].dtype == DType::I16;
+    let read_a = |mem: &[u8], e: usize| -> i32 {
+        if a16 {
+            i32::from(i16::from_le_bytes([mem[a + 2 * e], mem[a + 2 * e + 1]]))
+        } else {
+            i32::from(read_i8(mem, a + e))
+        }
+    };
     for i in 0..m {
         for j in 0..n {
             let mut acc = read_i32(mem, bias + 4 * j);
             for kk in 0..k {
-                let x = read_i8(mem, a + i * ar + kk * ac) as i32;
+                let x = read_a(mem, i * ar + kk * ac);
                 let y = read_i8(mem, w + j * k + kk) as i32;
-                acc = acc.wrapping_add(x * y);
+                acc = acc.wrapping_add(x.wrapping_mul(y));
             }
-            let q = requantize(
+            let q = requantize_wide(
                 acc,
                 read_i32(mem, mul + 4 * j),
                 read_i32(mem, sh + 4 * j),
@@ -146,7 +204,12 @@ pub fn run_native(op: &MatMul, p: &Program, mem: &mut [u8]) {
                 r.lo,
                 r.hi,
             );
-            mem[out + i * or + j * oc] = q as u8;
+            let e = i * or + j * oc;
+            if o16 {
+                mem[out + 2 * e..out + 2 * e + 2].copy_from_slice(&(q as i16).to_le_bytes());
+            } else {
+                mem[out + e] = q as u8;
+            }
         }
     }
 }

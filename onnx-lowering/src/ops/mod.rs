@@ -8,10 +8,12 @@
 
 pub mod act_matmul;
 pub mod channel_mul;
+pub mod col_add;
 pub mod conv;
 pub mod elementwise;
 pub mod family;
 pub mod gather;
+pub mod interp;
 pub mod layer_norm;
 pub mod masked_softmax;
 pub mod matmul;
