@@ -333,20 +333,9 @@ fn interesting_u64(u: &mut Unstructured) -> ArbResult<u64> {
 }
 
 fn arbitrary_status(u: &mut Unstructured) -> ArbResult<Status> {
-    const FAULTS: [Fault; 9] = [
-        Fault::Unreachable,
-        Fault::MemoryOutOfBounds,
-        Fault::IntegerOverflow,
-        Fault::IntegerDivisionByZero,
-        Fault::StackOverflow,
-        Fault::OutOfFuel,
-        Fault::TouchLimit,
-        Fault::BadStepResult,
-        Fault::OtherTrap,
-    ];
     Ok(match u.int_in_range(0u8..=3)? {
         0 => Status::Halted,
-        1 => Status::Faulted(*u.choose(&FAULTS)?),
+        1 => Status::Faulted(*u.choose(&Fault::ALL)?),
         _ => Status::Running,
     })
 }

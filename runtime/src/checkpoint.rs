@@ -26,7 +26,7 @@
 
 use crate::hash::{tagged, Hash};
 use crate::limits::PAGE_SIZE;
-use crate::state::{Fault, StateFields, Status};
+use crate::state::{StateFields, Status};
 use std::fmt;
 use std::fs::{self, File};
 use std::io::{self, Read, Write};
@@ -106,32 +106,10 @@ impl From<io::Error> for CheckpointError {
     }
 }
 
-/// The fault with committed code `code` (inverse of [`Fault::code`]).
-pub fn fault_from_code(code: u8) -> Option<Fault> {
-    Some(match code {
-        1 => Fault::Unreachable,
-        2 => Fault::MemoryOutOfBounds,
-        3 => Fault::IntegerOverflow,
-        4 => Fault::IntegerDivisionByZero,
-        5 => Fault::StackOverflow,
-        6 => Fault::OutOfFuel,
-        7 => Fault::TouchLimit,
-        8 => Fault::BadStepResult,
-        9 => Fault::OtherTrap,
-        _ => return None,
-    })
-}
-
-/// The status with committed bytes `(status, fault)` (inverse of
-/// [`Status::code`]); unknown pairs are rejected.
+/// The status with committed bytes `(status, fault)` (see
+/// [`Status::from_code`]); unknown pairs are rejected.
 pub fn status_from_code(status: u8, fault: u8) -> Result<Status, CheckpointError> {
-    match (status, fault) {
-        (0, 0) => Some(Status::Running),
-        (1, 0) => Some(Status::Halted),
-        (2, f) => fault_from_code(f).map(Status::Faulted),
-        _ => None,
-    }
-    .ok_or(CheckpointError::BadStatus { status, fault })
+    Status::from_code(status, fault).ok_or(CheckpointError::BadStatus { status, fault })
 }
 
 /// A machine state with its whole memory.
@@ -326,20 +304,11 @@ fn sync_dir(_dir: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::Fault;
     use proptest::prelude::*;
     use std::io::Cursor;
 
-    const ALL_FAULTS: [Fault; 9] = [
-        Fault::Unreachable,
-        Fault::MemoryOutOfBounds,
-        Fault::IntegerOverflow,
-        Fault::IntegerDivisionByZero,
-        Fault::StackOverflow,
-        Fault::OutOfFuel,
-        Fault::TouchLimit,
-        Fault::BadStepResult,
-        Fault::OtherTrap,
-    ];
+    const ALL_FAULTS: [Fault; 9] = Fault::ALL;
 
     fn snap(pages: u32, seed: u64, status: Status) -> Snapshot {
         let mut x = seed | 1;

@@ -43,6 +43,24 @@ pub enum Fault {
 }
 
 impl Fault {
+    /// Every fault, in code order.
+    pub const ALL: [Fault; 9] = [
+        Fault::Unreachable,
+        Fault::MemoryOutOfBounds,
+        Fault::IntegerOverflow,
+        Fault::IntegerDivisionByZero,
+        Fault::StackOverflow,
+        Fault::OutOfFuel,
+        Fault::TouchLimit,
+        Fault::BadStepResult,
+        Fault::OtherTrap,
+    ];
+
+    /// The fault with committed code `code` (inverse of [`Fault::code`]).
+    pub fn from_code(code: u8) -> Option<Fault> {
+        Self::ALL.into_iter().find(|f| f.code() == code)
+    }
+
     /// The code committed in the state root (never 0).
     pub fn code(self) -> u8 {
         match self {
@@ -79,6 +97,17 @@ impl Status {
             Status::Running => (0, 0),
             Status::Halted => (1, 0),
             Status::Faulted(f) => (2, f.code()),
+        }
+    }
+
+    /// The status with committed bytes `(status, fault)` (inverse of
+    /// [`Status::code`]); `None` for pairs that name no status.
+    pub fn from_code(status: u8, fault: u8) -> Option<Status> {
+        match (status, fault) {
+            (0, 0) => Some(Status::Running),
+            (1, 0) => Some(Status::Halted),
+            (2, f) => Fault::from_code(f).map(Status::Faulted),
+            _ => None,
         }
     }
 

@@ -1,7 +1,7 @@
 //! A `StateFields` a chain can take as a call argument: the runtime's type
 //! has no `TypeInfo`, this mirror has, and converts both ways.
 
-use opml_runtime::{Fault, Hash, StateFields, Status};
+use opml_runtime::{Hash, StateFields, Status};
 use parity_scale_codec::{Decode, Encode, MaxEncodedLen};
 use scale_info::TypeInfo;
 
@@ -18,18 +18,6 @@ pub struct CommittedState {
     pub memory_pages: u32,
     pub memory_root: Hash,
 }
-
-const FAULTS: [Fault; 9] = [
-    Fault::Unreachable,
-    Fault::MemoryOutOfBounds,
-    Fault::IntegerOverflow,
-    Fault::IntegerDivisionByZero,
-    Fault::StackOverflow,
-    Fault::OutOfFuel,
-    Fault::TouchLimit,
-    Fault::BadStepResult,
-    Fault::OtherTrap,
-];
 
 impl From<StateFields> for CommittedState {
     fn from(s: StateFields) -> Self {
@@ -48,12 +36,7 @@ impl From<StateFields> for CommittedState {
 impl CommittedState {
     /// The runtime's fields; `None` for codes that name no status.
     pub fn fields(&self) -> Option<StateFields> {
-        let status = match (self.status, self.fault) {
-            (0, 0) => Status::Running,
-            (1, 0) => Status::Halted,
-            (2, f) => Status::Faulted(*FAULTS.iter().find(|x| x.code() == f)?),
-            _ => return None,
-        };
+        let status = Status::from_code(self.status, self.fault)?;
         Some(StateFields {
             status,
             step: self.step,
@@ -67,11 +50,12 @@ impl CommittedState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use opml_runtime::Fault;
 
     #[test]
     fn round_trips_every_status_and_refuses_unknown_codes() {
         let mut statuses = alloc::vec![Status::Running, Status::Halted];
-        statuses.extend(FAULTS.iter().map(|f| Status::Faulted(*f)));
+        statuses.extend(Fault::ALL.iter().map(|f| Status::Faulted(*f)));
         for status in statuses {
             let s = StateFields {
                 status,

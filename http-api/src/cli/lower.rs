@@ -220,10 +220,15 @@ fn agreement(
     reference: &[Vec<Vec<f64>>],
 ) -> Result<Agreement, CliError> {
     let p = &artifact.program;
-    let (input, output) = (&p.tensors[p.inputs[0]], &p.tensors[p.outputs[0]]);
+    let output = &p.tensors[p.outputs[0]];
     let (mut top1, mut cos_sum, mut cos_min) = (0usize, 0f64, f64::INFINITY);
     for (sample, want) in samples.iter().zip(reference) {
-        let run = artifact.run_native(&[quantize(input, &sample[0])?])?;
+        let inputs = sample
+            .iter()
+            .zip(&p.inputs)
+            .map(|(values, id)| quantize(&p.tensors[*id], values))
+            .collect::<Result<Vec<_>, _>>()?;
+        let run = artifact.run_native(&inputs)?;
         let got = dequantize(output, artifact.output(&run, p.outputs[0]));
         let want = &want[0];
         let argmax = |v: &mut dyn Iterator<Item = f64>| {
