@@ -121,6 +121,17 @@ fn bad_input_exits_with_code_2_and_a_clear_message() {
     assert!(err.contains("opml:"), "{err}");
     assert!(!tmp.join("x").exists(), "nothing is written half-way");
 
+    let missing = tmp.join("missing.onnx");
+    let (code, _, err) = opml(&[
+        "lower",
+        missing.to_str().unwrap(),
+        "--out",
+        tmp.join("x").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("missing.onnx"), "names the file: {err}");
+    assert_eq!(err.matches("bad input").count(), 1, "said once: {err}");
+
     let (code, _, err) = opml(&[
         "run",
         tmp.to_str().unwrap(),

@@ -31,7 +31,9 @@ impl From<opml_lowering::LowerError> for CliError {
     fn from(e: opml_lowering::LowerError) -> Self {
         use opml_lowering::LowerError::*;
         match e {
-            Unsupported { .. } | Onnx(_) | BadInput(_) => CliError::BadInput(e.to_string()),
+            // Displayed once as "bad input: ...", not twice.
+            BadInput(msg) => CliError::BadInput(msg),
+            Unsupported { .. } | Onnx(_) => CliError::BadInput(e.to_string()),
             InvalidProgram(_) | Codegen(_) | Io(_) => CliError::Failed(e.to_string()),
         }
     }

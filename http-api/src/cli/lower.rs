@@ -141,6 +141,9 @@ fn input_names(model: &Path, shapes: &[(String, Vec<usize>)]) -> Result<Vec<Stri
 
 pub fn lower(args: &LowerArgs) -> Result<LowerReport, CliError> {
     let started = Instant::now();
+    // A missing or unreadable model is the user's mistake: name the file.
+    std::fs::File::open(&args.model)
+        .map_err(|e| CliError::BadInput(format!("{}: {e}", args.model.display())))?;
     let input_shapes = args
         .input_shape
         .iter()
