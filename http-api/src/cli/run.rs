@@ -138,18 +138,23 @@ fn report(artifact: &Artifact, engine: Engine, run: &Run, outputs: Vec<NamedTens
         status: last.status,
         steps: last.step,
         fuel: last.fuel,
-        node_roots: artifact
-            .nodes
-            .iter()
-            .zip(&run.boundaries[1..])
-            .map(|(n, s)| NodeRoot {
-                node: n.name.clone(),
-                step: s.step,
-                fuel: s.fuel,
-                root: hex::encode(s.hash()),
-            })
-            .collect(),
+        node_roots: node_roots(artifact, run),
     }
+}
+
+/// The state root after every node of `run`.
+pub fn node_roots(artifact: &Artifact, run: &Run) -> Vec<NodeRoot> {
+    artifact
+        .nodes
+        .iter()
+        .zip(&run.boundaries[1..])
+        .map(|(n, s)| NodeRoot {
+            node: n.name.clone(),
+            step: s.step,
+            fuel: s.fuel,
+            root: hex::encode(s.hash()),
+        })
+        .collect()
 }
 
 /// Human-readable report.

@@ -154,13 +154,6 @@ fn result(artifact: &Artifact, run: &Run) -> TaskResult {
         status: last.status,
         steps: last.step,
         fuel: last.fuel,
-        node_roots: artifact
-            .nodes
-            .iter()
-            .zip(&run.boundaries[1..])
-            .map(|(n, s)| {
-                serde_json::json!({"node": n.name, "step": s.step, "fuel": s.fuel, "root": hex::encode(s.hash())})
-            })
-            .collect(),
+        node_roots: serde_json::json!(crate::cli::run::node_roots(artifact, run)),
     }
 }

@@ -100,9 +100,7 @@ pub fn schedule(op: &ActMatMul, p: &Program, budget: &Budget) -> Scheduled {
     let (m, n, k) = (u64::from(op.m), u64::from(op.n), u64::from(op.k));
     let per_row_fuel = n * (9 * k + 55) + 10;
     let per_row_bytes = (k + n * (k + 4)) * u64::from(eb);
-    let by_fuel = budget.unit_fuel / per_row_fuel.max(1);
-    let by_bytes = budget.unit_bytes / per_row_bytes.max(1);
-    let rb = by_fuel.min(by_bytes).clamp(1, m.max(1));
+    let rb = budget.rows_per_unit(m, per_row_fuel, 0, per_row_bytes);
     let t = |id: usize| p.tensors[id].offset;
     let mut descriptor = vec![t(op.a), t(op.b), t(op.output), op.batch, op.m, op.n, op.k];
     descriptor.extend(op.a_stride.map(|s| s * eb));

@@ -53,9 +53,7 @@ pub const KERNEL: Kernel = Kernel {
 /// bytes per element, plus the 12-byte-per-column parameters).
 pub fn schedule(op: &ColAdd, p: &Program, budget: &Budget) -> Scheduled {
     let (rows, len) = (u64::from(op.rows), u64::from(op.len));
-    let by_fuel = budget.unit_fuel / (40 * len + 20);
-    let by_bytes = budget.unit_bytes.saturating_sub(12 * len) / (3 * len);
-    let rb = by_fuel.min(by_bytes).clamp(1, rows.max(1));
+    let rb = budget.rows_per_unit(rows, 40 * len + 20, 12 * len, 3 * len);
     let t = |id: usize| p.tensors[id].offset;
     Scheduled {
         kernel: KERNEL.name,

@@ -18,6 +18,23 @@ pub struct Budget {
     pub unit_bytes: u64,
 }
 
+impl Budget {
+    /// How many of `rows` rows one unit takes, for kernels that work row by
+    /// row: as many as fit both the fuel (`fuel_per_row` each) and the bytes
+    /// (`fixed_bytes` once, plus `bytes_per_row` each), at least one.
+    pub fn rows_per_unit(
+        &self,
+        rows: u64,
+        fuel_per_row: u64,
+        fixed_bytes: u64,
+        bytes_per_row: u64,
+    ) -> u64 {
+        let by_fuel = self.unit_fuel / fuel_per_row.max(1);
+        let by_bytes = self.unit_bytes.saturating_sub(fixed_bytes) / bytes_per_row.max(1);
+        by_fuel.min(by_bytes).clamp(1, rows.max(1))
+    }
+}
+
 /// A Wasm kernel: the name of its function and its WAT text.
 #[derive(Debug)]
 pub struct Kernel {

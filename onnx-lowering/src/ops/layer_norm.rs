@@ -106,9 +106,7 @@ pub const KERNEL: Kernel = Kernel {
 /// bytes per element, plus 500 fuel per row); about 100 fuel per element).
 pub fn schedule(op: &LayerNorm, p: &Program, budget: &Budget) -> Scheduled {
     let (rows, len) = (u64::from(op.rows), u64::from(op.len));
-    let by_fuel = budget.unit_fuel / (110 * len + 500);
-    let by_bytes = budget.unit_bytes.saturating_sub(16 * len) / (3 * len);
-    let rb = by_fuel.min(by_bytes).clamp(1, rows.max(1));
+    let rb = budget.rows_per_unit(rows, 110 * len + 500, 16 * len, 3 * len);
     let t = |id: usize| p.tensors[id].offset;
     Scheduled {
         kernel: KERNEL.name,

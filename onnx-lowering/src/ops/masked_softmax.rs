@@ -117,9 +117,7 @@ pub static KERNEL_16: LazyLock<Kernel> = LazyLock::new(|| {
 /// bytes per element, plus the 1 KiB table).
 pub fn schedule(op: &MaskedSoftmax, p: &Program, budget: &Budget) -> Scheduled {
     let (rows, len) = (u64::from(op.rows), u64::from(op.len));
-    let by_fuel = budget.unit_fuel / (160 * len + 60);
-    let by_bytes = budget.unit_bytes.saturating_sub(1024 + 4 * len) / (5 * len);
-    let rb = by_fuel.min(by_bytes).clamp(1, rows.max(1));
+    let rb = budget.rows_per_unit(rows, 160 * len + 60, 1024 + 4 * len, 5 * len);
     let t = |id: usize| p.tensors[id].offset;
     let half = p.tensors[op.output].dtype == DType::I16;
     Scheduled {

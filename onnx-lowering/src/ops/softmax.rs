@@ -65,9 +65,7 @@ pub const KERNEL: Kernel = Kernel {
 /// bytes per element, plus the 1 KiB table).
 pub fn schedule(op: &Softmax, p: &Program, budget: &Budget) -> Scheduled {
     let (rows, len) = (u64::from(op.rows), u64::from(op.len));
-    let by_fuel = budget.unit_fuel / (50 * len + 40);
-    let by_bytes = budget.unit_bytes.saturating_sub(1024) / (2 * len);
-    let rb = by_fuel.min(by_bytes).clamp(1, rows.max(1));
+    let rb = budget.rows_per_unit(rows, 50 * len + 40, 1024, 2 * len);
     let t = |id: usize| p.tensors[id].offset;
     Scheduled {
         kernel: KERNEL.name,
