@@ -5,12 +5,15 @@
 //! `step()` reads the node and unit counters, calls the node's kernel on
 //! the unit through a `br_table`, advances the counters and returns whether
 //! nodes remain. The code depends only on which kernels are used, never on
-//! the weights.
+//! the weights: a module carries exactly the kernels its nodes use, in
+//! registry order, numbered densely from 0. So a model's code (and its
+//! code hash) does not change when a kernel for some other op family is
+//! added to the registry.
 
 use crate::error::LowerError;
 use crate::ir::Program;
 use crate::layout::{NODE_COUNTER, SCHED_ENTRY, UNIT_COUNTER};
-use crate::ops::family::{kernel_id, schedule, Budget, Scheduled, KERNELS};
+use crate::ops::family::{kernel_id, schedule, Budget, Kernel, Scheduled, KERNELS};
 use std::fmt::Write;
 use wasm_encoder::{ConstExpr, DataSection, Encode};
 
@@ -90,10 +93,17 @@ pub fn generate(
                 node.name
             )));
         }
-        let desc_at = desc_base + 4 * desc_words.len() as u32;
-        schedule_words.extend([kernel_id(s.kernel), s.units, desc_at, 0]);
-        desc_words.extend(&s.descriptor);
         scheduled.push(s);
+    }
+    let kernels = used_kernels(&scheduled);
+    for s in &scheduled {
+        let id = kernels
+            .iter()
+            .position(|k| k.name == s.kernel)
+            .expect("every scheduled kernel is used") as u32;
+        let desc_at = desc_base + 4 * desc_words.len() as u32;
+        schedule_words.extend([id, s.units, desc_at, 0]);
+        desc_words.extend(&s.descriptor);
     }
     let end = desc_base + 4 * desc_words.len() as u32;
     let pages = end.div_ceil(65536).max(1);
@@ -106,7 +116,7 @@ pub fn generate(
     segments.push((sched_base, words(&schedule_words)));
     segments.push((desc_base, words(&desc_words)));
 
-    let text = module_text(program.nodes.len() as u32, sched_base, pages, opts);
+    let text = module_text(&kernels, program.nodes.len() as u32, sched_base, pages, opts);
     let mut wasm = wat::parse_str(&text).map_err(|e| LowerError::Codegen(format!("{e}")))?;
     let mut data = DataSection::new();
     for (offset, bytes) in &segments {
@@ -126,7 +136,22 @@ pub fn generate(
     Ok((generated, scheduled))
 }
 
-fn module_text(nodes: u32, sched: u32, pages: u32, opts: &CodegenOptions) -> String {
+/// The kernels `scheduled` uses, each once, in registry order: the module's
+/// kernel ids are positions in this list.
+fn used_kernels(scheduled: &[Scheduled]) -> Vec<&'static Kernel> {
+    let mut ids: Vec<u32> = scheduled.iter().map(|s| kernel_id(s.kernel)).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.into_iter().map(|i| KERNELS[i as usize]).collect()
+}
+
+fn module_text(
+    kernels: &[&Kernel],
+    nodes: u32,
+    sched: u32,
+    pages: u32,
+    opts: &CodegenOptions,
+) -> String {
     let mut t = String::new();
     let _ = writeln!(t, "(module");
     let _ = writeln!(t, "  (memory (export \"memory\") {pages} {pages})");
@@ -145,9 +170,7 @@ fn module_text(nodes: u32, sched: u32, pages: u32, opts: &CodegenOptions) -> Str
         "  (global (export \"opml_max_touched\") i32 (i32.const {}))",
         opts.max_touched
     );
-    // Every kernel is included so that kernel ids are the registry's; an
-    // unused kernel costs code, never fuel.
-    for k in KERNELS.iter() {
+    for k in kernels {
         t.push_str(k.wat);
     }
     let _ = writeln!(t, "  (func (export \"step\") (result i32)");
@@ -166,15 +189,15 @@ fn module_text(nodes: u32, sched: u32, pages: u32, opts: &CodegenOptions) -> Str
     );
     // Nested blocks: the innermost is kernel 0.
     let _ = writeln!(t, "    (block $done");
-    for i in (0..KERNELS.len()).rev() {
+    for i in (0..kernels.len()).rev() {
         let _ = writeln!(t, "    (block $k{i}");
     }
-    let labels: String = (0..KERNELS.len()).map(|i| format!("$k{i} ")).collect();
+    let labels: String = (0..kernels.len()).map(|i| format!("$k{i} ")).collect();
     let _ = writeln!(
         t,
         "      (br_table {labels}$done (i32.load (local.get $e))))"
     );
-    for k in KERNELS.iter() {
+    for k in kernels {
         let _ = writeln!(
             t,
             "      (call ${} (i32.load offset=8 (local.get $e)) (local.get $unit)) (br $done))",
