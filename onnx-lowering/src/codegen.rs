@@ -116,7 +116,13 @@ pub fn generate(
     segments.push((sched_base, words(&schedule_words)));
     segments.push((desc_base, words(&desc_words)));
 
-    let text = module_text(&kernels, program.nodes.len() as u32, sched_base, pages, opts);
+    let text = module_text(
+        &kernels,
+        program.nodes.len() as u32,
+        sched_base,
+        pages,
+        opts,
+    );
     let mut wasm = wat::parse_str(&text).map_err(|e| LowerError::Codegen(format!("{e}")))?;
     let mut data = DataSection::new();
     for (offset, bytes) in &segments {
