@@ -72,3 +72,30 @@ fn calibration_gives_the_same_bits_on_any_thread_count() {
         assert_eq!(bits(&one), bits(&many), "{threads} threads");
     }
 }
+
+/// A module carries exactly the kernels its nodes use (plus `step`), so
+/// adding a kernel for another op family to the registry leaves every other
+/// model's code, and its code hash, as it was.
+#[test]
+fn a_module_carries_only_the_kernels_its_nodes_use() {
+    let imp = import(&model(), &ImportOptions::default()).unwrap();
+    let (generated, scheduled) =
+        opml_lowering::codegen::generate(&imp.program, &CodegenOptions::default()).unwrap();
+    let mut used: Vec<&str> = scheduled.iter().map(|s| s.kernel).collect();
+    used.sort_unstable();
+    used.dedup();
+    // The digits CNN: convolutions, max pooling, one matmul.
+    assert_eq!(used, ["conv", "matmul", "maxpool"]);
+    let mut bodies = 0;
+    for payload in wasmparser::Parser::new(0).parse_all(&generated.wasm) {
+        if let wasmparser::Payload::CodeSectionEntry(_) = payload.unwrap() {
+            bodies += 1;
+        }
+    }
+    assert_eq!(
+        bodies,
+        used.len() + 1,
+        "one body per used kernel, plus step"
+    );
+    assert!(opml_lowering::ops::family::KERNELS.len() > used.len());
+}
