@@ -414,6 +414,9 @@ impl Walker<'_> {
     }
 
     fn node(&mut self, node: &TypedNode) -> Result<(), LowerError> {
+        if self.recurrent_node(node)? {
+            return Ok(()); // An LSTM loop (see `super::recurrent`).
+        }
         if node.outputs.len() != 1 && !node.op_is::<Const>() {
             return Err(unsupported(node, "ops with several outputs"));
         }

@@ -240,6 +240,12 @@ fn run_step(plan: &Plan, step: &Step, vals: &[Option<Rc<Vec<f64>>>]) -> Rc<Vec<f
             Rc::new(get(*input).iter().map(|x| expr.eval(*x)).collect())
         }
         Step::Alias { input, .. } => get(*input).clone(),
+        Step::Slice {
+            input,
+            output,
+            offset,
+        } => Rc::new(get(*input)[*offset..*offset + plan.values[*output].len()].to_vec()),
+        Step::Stack { inputs, .. } => Rc::new(inputs.iter().flat_map(|v| get(*v).iter().copied()).collect()),
         Step::Gather {
             indices,
             table,

@@ -158,6 +158,18 @@ pub enum Step {
         rows: usize,
         len: usize,
     },
+    /// `out = input[offset..offset + len(out)]` (flat elements): a view of
+    /// the same bytes (an unrolled loop's per-timestep input, see
+    /// [`super::recurrent`]).
+    Slice {
+        input: ValueId,
+        output: ValueId,
+        offset: usize,
+    },
+    /// `out` = the inputs one after another (flat): the inputs are views
+    /// of `out`'s bytes, so this is no IR node (an unrolled loop's
+    /// per-timestep outputs).
+    Stack { inputs: Vec<ValueId>, output: ValueId },
 }
 
 impl Step {
@@ -175,7 +187,9 @@ impl Step {
             | Step::Const { output, .. }
             | Step::LayerNorm { output, .. }
             | Step::ActMatMul { output, .. }
-            | Step::MaskedSoftmax { output, .. } => *output,
+            | Step::MaskedSoftmax { output, .. }
+            | Step::Slice { output, .. }
+            | Step::Stack { output, .. } => *output,
         }
     }
 
@@ -186,7 +200,9 @@ impl Step {
             | Step::MaxPool { input, .. }
             | Step::Pointwise { input, .. }
             | Step::Softmax { input, .. }
-            | Step::Alias { input, .. } => vec![*input],
+            | Step::Alias { input, .. }
+            | Step::Slice { input, .. } => vec![*input],
+            Step::Stack { inputs, .. } => inputs.clone(),
             Step::Add { a, b, .. } => vec![*a, *b],
             Step::ChannelMul { a, s, .. } => vec![*a, *s],
             Step::Gather { indices, .. } => vec![*indices],
