@@ -221,6 +221,9 @@ pub struct Plan {
     pub steps: Vec<Step>,
     pub inputs: Vec<ValueId>,
     pub outputs: Vec<ValueId>,
+    /// Groups of values quantized with one scale, that of the group's
+    /// largest range (an unrolled loop's per-timestep values of one role).
+    pub shared_scales: Vec<Vec<ValueId>>,
 }
 
 impl Plan {

@@ -344,7 +344,7 @@ impl Walker<'_> {
         }
         let x = self.need(lin.input)?;
         let name = node.name.clone();
-        let gates = ["i", "o", "f", "c"];
+        let gates = ["i", "o", "f", "g"];
         let bias: Vec<f64> = lin.bias.iter().zip(&b.bias).map(|(a, c)| a + c).collect();
         let mut xw = Vec::new();
         for (g, gate) in gates.iter().enumerate() {
@@ -368,6 +368,8 @@ impl Walker<'_> {
         let mut h = self.initial_state(node, node.inputs[b.h_slot], hid, "h")?;
         let mut c = self.initial_state(node, node.inputs[b.c_slot], hid, "c")?;
         let mut hs = Vec::new();
+        // Values of one role at every timestep share one scale.
+        let mut roles: Vec<(String, ValueId)> = Vec::new();
         for t in 0..seq {
             let p = format!("{name}.t{t}");
             let mut act = Vec::new();
@@ -381,25 +383,41 @@ impl Walker<'_> {
                 let z = match h {
                     State::Zero => row,
                     State::Value(hv) => {
-                        let hr = self.matmul_r(&format!("{p}.{gate}.hr"), hv, &b.r[g * hid * hid..(g + 1) * hid * hid], hid);
-                        self.add(&format!("{p}.{gate}.z"), row, hr, hid)
+                        let r = &b.r[g * hid * hid..(g + 1) * hid * hid];
+                        let hr = self.matmul_r(&format!("{p}.{gate}.hr"), hv, r, hid);
+                        let z = self.add(&format!("{p}.{gate}.z"), row, hr, hid);
+                        roles.extend([(format!("{gate}.hr"), hr), (format!("{gate}.z"), z)]);
+                        z
                     }
                 };
                 let f = if g == 3 { UnFn::Tanh } else { UnFn::Sigmoid };
                 act.push(self.apply(&format!("{p}.{gate}"), z, f, hid));
+                roles.push((gate.to_string(), act[g]));
             }
             let ig = self.product(&format!("{p}.ig"), act[0], act[3], hid);
             let ct = match c {
+                // With a zero initial state, `c_1 = i * g`.
                 State::Zero => ig,
                 State::Value(cv) => {
                     let fc = self.product(&format!("{p}.fc"), act[2], cv, hid);
+                    roles.extend([("fc".into(), fc), ("ig".into(), ig)]);
                     self.add(&format!("{p}.c"), fc, ig, hid)
                 }
             };
             let tc = self.apply(&format!("{p}.tanh_c"), ct, UnFn::Tanh, hid);
             let ht = self.product(&format!("{p}.h"), act[1], tc, hid);
+            roles.extend([("c".into(), ct), ("tanh_c".into(), tc), ("h".into(), ht)]);
             hs.push(ht);
             (h, c) = (State::Value(ht), State::Value(ct));
+        }
+        let mut keys: Vec<&String> = roles.iter().map(|(k, _)| k).collect();
+        keys.sort();
+        keys.dedup();
+        for key in keys {
+            let mut group: Vec<ValueId> =
+                roles.iter().filter(|(k, _)| k == key).map(|(_, v)| *v).collect();
+            group.dedup();
+            self.plan.shared_scales.push(group);
         }
         if let Some(slot) = b.y {
             let output = self.define(OutletId::new(node.id, slot), &format!("{name}.Y"))?;

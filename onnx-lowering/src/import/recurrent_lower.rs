@@ -1,7 +1,8 @@
 //! Lowering of the views an unrolled loop uses (see [`super::super::recurrent`]):
 //! [`Step::Slice`] is a view of part of its input's bytes, [`Step::Stack`]
 //! makes its inputs views of its output's bytes. Neither is an IR node.
-//! Views share the scale of the tensor they lie in.
+//! Views share the scale of the tensor they lie in; the plan's
+//! [`Plan::shared_scales`] groups share one scale.
 
 use super::{err, Lowering};
 use crate::error::LowerError;
@@ -24,8 +25,16 @@ pub(super) fn stack_views(plan: &Plan) -> Vec<Option<(ValueId, usize)>> {
     views
 }
 
-/// Views take the scale of the tensor they lie in.
+/// Shared scales first (each group takes its largest scale, i.e. the scale
+/// of its largest range), then views take the scale of the tensor they lie
+/// in.
 pub(super) fn view_scales(plan: &Plan, scales: &mut [f32]) {
+    for group in &plan.shared_scales {
+        let top = group.iter().fold(0.0f32, |m, v| m.max(scales[*v]));
+        for v in group {
+            scales[*v] = top;
+        }
+    }
     for step in &plan.steps {
         match step {
             Step::Slice { input, output, .. } => scales[*output] = scales[*input],
