@@ -5,6 +5,7 @@
 
 use opml_lowering::codegen::CodegenOptions;
 use opml_lowering::import::{dequantize_output, import, quantize_input, ImportOptions, Imported};
+use opml_lowering::ir::DType;
 use opml_lowering::{Artifact, LowerError};
 use proptest::prelude::*;
 use std::path::{Path, PathBuf};
@@ -133,18 +134,27 @@ fn check_fixture(model: &str, outputs: &[(&str, usize)], floors: &[(f64, f64)]) 
 fn lstm_classifier_matches_onnxruntime_on_both_engines() {
     let (imp, _) = import_fixture("model.onnx");
     let count = |k: &str| imp.report.ir_nodes.iter().filter(|(_, o)| o == k).count();
-    // Per timestep: 4 recurrent products (none at t = 0), 4 sums (none at
-    // t = 0), 5 tables, 3 products (2 at t = 0), 1 cell sum (none at t = 0);
-    // plus 4 input projections and the head.
+    // Per timestep: 4 recurrent products and 4 sums (none at t = 0), 4
+    // gate tables, the `i16` cell update and `h` (two `product_sum`) and
+    // `tanh(c)` on `i16` (`interp`); plus 4 input projections and the head.
     assert_eq!(count("matmul"), 4 + 4 * (SEQ - 1) + 1);
-    assert_eq!(count("add"), 5 * (SEQ - 1));
-    assert_eq!(count("lut"), 5 * SEQ);
-    assert_eq!(count("channel_mul"), 3 * SEQ - 1);
-    assert_eq!(imp.report.ir_nodes.len(), 5 + 17 * SEQ - 10);
+    assert_eq!(count("add"), 4 * (SEQ - 1));
+    assert_eq!(count("lut"), 4 * SEQ);
+    assert_eq!(count("interp"), SEQ);
+    assert_eq!(count("product_sum"), 2 * SEQ);
+    assert_eq!(imp.report.ir_nodes.len(), 5 + 15 * SEQ - 8);
+    // The cell state is i16, h is i8 (it lies in Y).
+    let dtype = |name: &str| {
+        let t = imp.program.tensors.iter().find(|t| t.name == name).unwrap();
+        t.dtype
+    };
+    assert_eq!(dtype("lstm.t5.c"), DType::I16);
+    assert_eq!(dtype("lstm.t5.tanh_c"), DType::I16);
+    assert_eq!(dtype("lstm.t5.h"), DType::I8);
     check_fixture(
         "model.onnx",
         &[("logits", 4), ("Y", SEQ * HID), ("Y_c", HID)],
-        &[(0.01, 0.03), (0.05, 0.03), (0.08, 0.03)],
+        &[(0.008, 0.02), (0.03, 0.025), (0.04, 0.02)],
     );
 }
 
@@ -154,7 +164,7 @@ fn lstm_with_initial_state_matches_onnxruntime() {
     check_fixture(
         "model_init.onnx",
         &[("Y", SEQ * HID), ("Y_h", HID), ("Y_c", HID)],
-        &[(0.05, 0.03), (0.04, 0.03), (0.08, 0.03)],
+        &[(0.04, 0.025), (0.02, 0.025), (0.03, 0.02)],
     );
 }
 
@@ -189,12 +199,24 @@ fn lstm_onnx(c: &Case, attrs: &[(&str, Attr)], peepholes: bool) -> (Vec<u8>, Vec
     let (s, i, h) = (c.seq as i64, c.inp as i64, c.hid as i64);
     let bound = 2.0 / (c.hid as f32).sqrt();
     let mut inits = vec![
-        initializer("W", &[1, 4 * h, i], &floats(&mut rng, 4 * c.hid * c.inp, bound)),
-        initializer("R", &[1, 4 * h, h], &floats(&mut rng, 4 * c.hid * c.hid, bound)),
+        initializer(
+            "W",
+            &[1, 4 * h, i],
+            &floats(&mut rng, 4 * c.hid * c.inp, bound),
+        ),
+        initializer(
+            "R",
+            &[1, 4 * h, h],
+            &floats(&mut rng, 4 * c.hid * c.hid, bound),
+        ),
     ];
     let mut ins = vec!["x", "W", "R", "", "", "", "", ""];
     if c.bias {
-        inits.push(initializer("B", &[1, 8 * h], &floats(&mut rng, 8 * c.hid, bound)));
+        inits.push(initializer(
+            "B",
+            &[1, 8 * h],
+            &floats(&mut rng, 8 * c.hid, bound),
+        ));
         ins[3] = "B";
     }
     let mut inputs = vec![value_info("x", &[s, 1, i])];
@@ -211,7 +233,11 @@ fn lstm_onnx(c: &Case, attrs: &[(&str, Attr)], peepholes: bool) -> (Vec<u8>, Vec
         shapes.extend([vec![1, 1, c.hid], vec![1, 1, c.hid]]);
     }
     if peepholes {
-        inits.push(initializer("P", &[1, 3 * h], &floats(&mut rng, 3 * c.hid, 0.5)));
+        inits.push(initializer(
+            "P",
+            &[1, 3 * h],
+            &floats(&mut rng, 3 * c.hid, 0.5),
+        ));
         ins[7] = "P";
     }
     while ins.last() == Some(&"") {
@@ -257,7 +283,13 @@ fn tract_outputs(path: &Path, shapes: &[Vec<usize>], xs: &[Vec<f32>]) -> Vec<Vec
         .run(inputs)
         .unwrap()
         .iter()
-        .map(|o| o.to_plain_array_view::<f32>().unwrap().iter().copied().collect())
+        .map(|o| {
+            o.to_plain_array_view::<f32>()
+                .unwrap()
+                .iter()
+                .copied()
+                .collect()
+        })
         .collect()
 }
 
@@ -289,7 +321,10 @@ fn check_case(c: &Case) {
         for (p, t) in plan.iter().zip(tract_outputs(&path, &shapes, x)) {
             assert_eq!(p.len(), t.len());
             for (p, t) in p.iter().zip(&t) {
-                assert!((p - f64::from(*t)).abs() < 1e-4, "{c:?}: plan {p} tract {t}");
+                assert!(
+                    (p - f64::from(*t)).abs() < 1e-4,
+                    "{c:?}: plan {p} tract {t}"
+                );
             }
         }
         let input: Vec<Vec<u8>> = x
@@ -352,7 +387,10 @@ fn expect_unsupported(what: &str, bytes: &[u8], op_is: &str) {
             assert!(node.starts_with(NAME), "{what}: {node} {op} {reason}");
             assert_eq!(op, op_is, "{what}: {reason}");
         }
-        other => panic!("{what}: expected Unsupported, got {:?}", other.map(|i| i.report)),
+        other => panic!(
+            "{what}: expected Unsupported, got {:?}",
+            other.map(|i| i.report)
+        ),
     }
 }
 
@@ -370,7 +408,10 @@ fn unsupported_lstm_attributes_are_named() {
     let bad: Vec<(&str, Vec<(&str, Attr)>)> = vec![
         ("reverse", vec![("direction", S("reverse"))]),
         ("bidirectional", vec![("direction", S("bidirectional"))]),
-        ("activations", vec![("activations", Ss(&["Relu", "Tanh", "Tanh"]))]),
+        (
+            "activations",
+            vec![("activations", Ss(&["Relu", "Tanh", "Tanh"]))],
+        ),
         ("clip", vec![("clip", F(3.0))]),
         ("input_forget", vec![("input_forget", I(1))]),
     ];
@@ -394,4 +435,98 @@ fn unsupported_lstm_attributes_are_named() {
     // would not be 8-byte aligned.
     let odd = Case { hid: 12, ..c };
     expect_unsupported("hidden12", &lstm_onnx(&odd, &[], false).0, "Scan");
+}
+
+/// One random `ir::ProductSum` (operand and output types, multipliers,
+/// shift, clamp) on random values: the Wasm kernel, split into small
+/// units, against the native executor (every boundary and the memory) and
+/// the formula.
+fn check_product_sum(n: u32, wide: [bool; 5], seed: u64) {
+    use opml_lowering::builder::ProgramBuilder;
+    use opml_lowering::ir::{Op, ProductSum, TensorKind};
+    let mut rng = Rng(seed);
+    let mut b = ProgramBuilder::new();
+    let dt = |w: bool| if w { DType::I16 } else { DType::I8 };
+    let ids: Vec<usize> = (0..4)
+        .map(|k| b.tensor(&format!("x{k}"), dt(wide[k]), &[n], TensorKind::Input))
+        .collect();
+    let out = b.tensor("y", dt(wide[4]), &[n], TensorKind::Output);
+    let top: i64 = if wide[4] { 32767 } else { 127 };
+    let lo = -(rng.range(0, top) as i32);
+    let hi = rng.range(0, top) as i32;
+    let (ma, mc) = (
+        rng.range(-(1 << 31) + 1, (1 << 31) - 1) as i32,
+        rng.range(-(1 << 31) + 1, (1 << 31) - 1) as i32,
+    );
+    let shift = rng.range(1, 62) as i32;
+    let op = ProductSum {
+        a: ids[0],
+        b: ids[1],
+        c: ids[2],
+        d: ids[3],
+        output: out,
+        n,
+        a_multiplier: ma,
+        c_multiplier: mc,
+        shift,
+        lo,
+        hi,
+    };
+    b.node("ps", Op::ProductSum(op));
+    let a = Artifact::build(b.finish(), common::small_budget()).unwrap();
+    let vals: Vec<Vec<i64>> = (0..4)
+        .map(|k| {
+            (0..n)
+                .map(|_| {
+                    if wide[k] {
+                        i64::from(rng.next() as i16)
+                    } else {
+                        i64::from(rng.next() as i8)
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let inputs: Vec<Vec<u8>> = (0..4)
+        .map(|k| {
+            vals[k]
+                .iter()
+                .flat_map(|v| {
+                    if wide[k] {
+                        (*v as i16).to_le_bytes().to_vec()
+                    } else {
+                        vec![*v as i8 as u8]
+                    }
+                })
+                .collect()
+        })
+        .collect();
+    let wasm = a.run_wasm(&inputs).unwrap();
+    let native = a.run_native(&inputs).unwrap();
+    assert_eq!(wasm.boundaries, native.boundaries);
+    assert!(wasm.memory == native.memory, "memory images differ");
+    let bytes = a.output(&wasm, a.program.outputs[0]);
+    for j in 0..n as usize {
+        let x = vals[0][j] * vals[1][j] * i64::from(ma) + vals[2][j] * vals[3][j] * i64::from(mc);
+        let want = ((x + (1i64 << (shift - 1))) >> shift).clamp(i64::from(lo), i64::from(hi));
+        let got = if wide[4] {
+            i64::from(i16::from_le_bytes([bytes[2 * j], bytes[2 * j + 1]]))
+        } else {
+            i64::from(bytes[j] as i8)
+        };
+        assert_eq!(got, want, "element {j}");
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn product_sum_kernel_matches_native_and_the_formula(
+        n in 1u32..300,
+        wide in any::<[bool; 5]>(),
+        seed in any::<u64>(),
+    ) {
+        check_product_sum(n, wide, seed);
+    }
 }

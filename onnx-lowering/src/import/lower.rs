@@ -346,8 +346,11 @@ impl Lowering<'_> {
     }
 
     fn step(&mut self, step: &Step) -> Result<(), LowerError> {
-        if matches!(step, Step::Slice { .. } | Step::Stack { .. }) {
-            return self.view_step(step);
+        if matches!(
+            step,
+            Step::Slice { .. } | Step::Stack { .. } | Step::Products { .. }
+        ) {
+            return self.recurrent_step(step);
         }
         if let Step::Alias { input, output } = step {
             let t = self.tensor(*input);
@@ -721,9 +724,11 @@ impl Lowering<'_> {
                     dmax,
                 })
             }
-            Step::Alias { .. } | Step::Const { .. } | Step::Slice { .. } | Step::Stack { .. } => {
-                unreachable!("handled above")
-            }
+            Step::Alias { .. }
+            | Step::Const { .. }
+            | Step::Slice { .. }
+            | Step::Stack { .. }
+            | Step::Products { .. } => unreachable!("handled above"),
         };
         let name = match step {
             Step::Conv { name, .. }
@@ -737,9 +742,11 @@ impl Lowering<'_> {
             | Step::LayerNorm { name, .. }
             | Step::ActMatMul { name, .. }
             | Step::MaskedSoftmax { name, .. } => name,
-            Step::Alias { .. } | Step::Const { .. } | Step::Slice { .. } | Step::Stack { .. } => {
-                unreachable!("handled above")
-            }
+            Step::Alias { .. }
+            | Step::Const { .. }
+            | Step::Slice { .. }
+            | Step::Stack { .. }
+            | Step::Products { .. } => unreachable!("handled above"),
         };
         self.b.node(name, op);
         Ok(())
@@ -1158,11 +1165,13 @@ pub fn lower(plan: &Plan, ranges: &Calibration) -> Result<Lowered, LowerError> {
     let mut half = i16_values(plan, &output_roots);
     attention_values(plan, &output_roots, &mut half);
     score_values(plan, &output_roots, &wide, &mut half);
+    recurrent_lower::cell_values(plan, &mut half);
     for (v, r) in half.iter().enumerate() {
         if let Some(r) = r {
             scales[v] = act_scale_range(ranges.max[root(v)], *r);
         }
     }
+    recurrent_lower::view_scales(plan, &mut scales);
     for step in &plan.steps {
         if let Step::ActMatMul { a, b, output, .. } = step {
             if wide[*output] {

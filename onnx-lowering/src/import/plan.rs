@@ -169,7 +169,19 @@ pub enum Step {
     /// `out` = the inputs one after another (flat): the inputs are views
     /// of `out`'s bytes, so this is no IR node (an unrolled loop's
     /// per-timestep outputs).
-    Stack { inputs: Vec<ValueId>, output: ValueId },
+    Stack {
+        inputs: Vec<ValueId>,
+        output: ValueId,
+    },
+    /// `out = sum over terms of a * b` (element-wise, equal shapes, one or
+    /// two terms): an LSTM cell's products; `wide` asks for an `i16`
+    /// output (the cell state).
+    Products {
+        name: String,
+        terms: Vec<(ValueId, ValueId)>,
+        output: ValueId,
+        wide: bool,
+    },
 }
 
 impl Step {
@@ -189,7 +201,8 @@ impl Step {
             | Step::ActMatMul { output, .. }
             | Step::MaskedSoftmax { output, .. }
             | Step::Slice { output, .. }
-            | Step::Stack { output, .. } => *output,
+            | Step::Stack { output, .. }
+            | Step::Products { output, .. } => *output,
         }
     }
 
@@ -203,6 +216,7 @@ impl Step {
             | Step::Alias { input, .. }
             | Step::Slice { input, .. } => vec![*input],
             Step::Stack { inputs, .. } => inputs.clone(),
+            Step::Products { terms, .. } => terms.iter().flat_map(|(a, b)| [*a, *b]).collect(),
             Step::Add { a, b, .. } => vec![*a, *b],
             Step::ChannelMul { a, s, .. } => vec![*a, *s],
             Step::Gather { indices, .. } => vec![*indices],

@@ -38,6 +38,9 @@ use tract_onnx::tract_core::ops::lstm_cell::LstmEpilogue;
 use tract_onnx::tract_core::ops::scan::{InputMapping, Scan};
 use tract_onnx::tract_core::ops::source::TypedSource;
 
+/// Whether the cell state `c_t` (and `tanh(c_t)`) is `i16` rather than `i8`.
+const WIDE_CELL: bool = true;
+
 fn lstm_err(node: &str, reason: impl Into<String>) -> LowerError {
     LowerError::Unsupported {
         node: node.into(),
@@ -82,7 +85,10 @@ pub fn check_onnx_lstm(g: &pb::GraphProto) -> Result<(), LowerError> {
                 }
                 "clip" => return Err(lstm_err(&name, "cell clipping (clip) is not lowered")),
                 "input_forget" if a.i != 0 => {
-                    return Err(lstm_err(&name, "input_forget (coupled gates) is not lowered"))
+                    return Err(lstm_err(
+                        &name,
+                        "input_forget (coupled gates) is not lowered",
+                    ))
                 }
                 _ => {}
             }
@@ -193,7 +199,10 @@ fn parse_body(node: &TypedNode, scan: &Scan) -> Result<Body, LowerError> {
     match scan.input_mapping.get(x_slot) {
         Some(InputMapping::Scan(info)) if info.chunk == 1 => {}
         Some(InputMapping::Scan(_)) => {
-            return Err(unsupported(node, "LSTM running backwards (reverse direction)"))
+            return Err(unsupported(
+                node,
+                "LSTM running backwards (reverse direction)",
+            ))
         }
         _ => return Err(bad("sequence input")),
     }
@@ -278,9 +287,10 @@ impl Walker<'_> {
     ) -> Result<State, LowerError> {
         let name = format!("{}.{what}0", node.name);
         match konst(self.model, o) {
-            Some((_, c)) if c.len() != hidden => {
-                Err(unsupported(node, "initial state of another shape than [1, 1, hidden]"))
-            }
+            Some((_, c)) if c.len() != hidden => Err(unsupported(
+                node,
+                "initial state of another shape than [1, 1, hidden]",
+            )),
             Some((_, c)) if c.iter().all(|v| *v == 0.0) => Ok(State::Zero),
             Some((_, c)) => {
                 let output = self.plan.value(&name, &[1, hidden]);
@@ -294,7 +304,10 @@ impl Walker<'_> {
             None => {
                 let v = self.need(o)?;
                 if self.plan.values[v].len() != hidden {
-                    return Err(unsupported(node, "initial state with a batch larger than 1"));
+                    return Err(unsupported(
+                        node,
+                        "initial state with a batch larger than 1",
+                    ));
                 }
                 Ok(State::Value(v))
             }
@@ -308,10 +321,16 @@ impl Walker<'_> {
         let xo = node.inputs[b.x_slot];
         let proj = self.model.node(xo.node);
         let Some(es) = proj.op_as::<EinSum>() else {
-            return Err(unsupported(node, "LSTM whose input projection tract did not hoist"));
+            return Err(unsupported(
+                node,
+                "LSTM whose input projection tract did not hoist",
+            ));
         };
         if self.values.contains_key(&xo) {
-            return Err(unsupported(proj, "LSTM input projection read by other ops too"));
+            return Err(unsupported(
+                proj,
+                "LSTM input projection read by other ops too",
+            ));
         }
         let lin = linear::einsum(self.model, proj, es)?;
         let Kind::MatMul {
@@ -330,7 +349,10 @@ impl Walker<'_> {
             _ => unreachable!("checked by parse_body"),
         };
         let batch_one = xs.get(axis) == Some(&seq) && xs[..axis].iter().all(|d| *d == 1);
-        if n != 4 * hid || o_stride != [n, 1] || !batch_one || xs.iter().product::<usize>() != seq * n
+        if n != 4 * hid
+            || o_stride != [n, 1]
+            || !batch_one
+            || xs.iter().product::<usize>() != seq * n
         {
             return Err(unsupported(node, "LSTM with a batch larger than 1"));
         }
@@ -394,18 +416,13 @@ impl Walker<'_> {
                 act.push(self.apply(&format!("{p}.{gate}"), z, f, hid));
                 roles.push((gate.to_string(), act[g]));
             }
-            let ig = self.product(&format!("{p}.ig"), act[0], act[3], hid);
-            let ct = match c {
-                // With a zero initial state, `c_1 = i * g`.
-                State::Zero => ig,
-                State::Value(cv) => {
-                    let fc = self.product(&format!("{p}.fc"), act[2], cv, hid);
-                    roles.extend([("fc".into(), fc), ("ig".into(), ig)]);
-                    self.add(&format!("{p}.c"), fc, ig, hid)
-                }
-            };
+            let mut terms = vec![(act[0], act[3])];
+            if let State::Value(cv) = c {
+                terms.insert(0, (act[2], cv));
+            }
+            let ct = self.products(&format!("{p}.c"), terms, hid, WIDE_CELL);
             let tc = self.apply(&format!("{p}.tanh_c"), ct, UnFn::Tanh, hid);
-            let ht = self.product(&format!("{p}.h"), act[1], tc, hid);
+            let ht = self.products(&format!("{p}.h"), vec![(act[1], tc)], hid, false);
             roles.extend([("c".into(), ct), ("tanh_c".into(), tc), ("h".into(), ht)]);
             hs.push(ht);
             (h, c) = (State::Value(ht), State::Value(ct));
@@ -414,8 +431,11 @@ impl Walker<'_> {
         keys.sort();
         keys.dedup();
         for key in keys {
-            let mut group: Vec<ValueId> =
-                roles.iter().filter(|(k, _)| k == key).map(|(_, v)| *v).collect();
+            let mut group: Vec<ValueId> = roles
+                .iter()
+                .filter(|(k, _)| k == key)
+                .map(|(_, v)| *v)
+                .collect();
             group.dedup();
             self.plan.shared_scales.push(group);
         }
@@ -432,7 +452,10 @@ impl Walker<'_> {
             };
             let output = self.define(OutletId::new(node.id, slot), &format!("{name}.out{slot}"))?;
             if self.plan.values[output].len() != hid {
-                return Err(unsupported(node, "LSTM state output of an unexpected shape"));
+                return Err(unsupported(
+                    node,
+                    "LSTM state output of an unexpected shape",
+                ));
             }
             self.plan.steps.push(Step::Alias { input, output });
         }
@@ -482,17 +505,20 @@ impl Walker<'_> {
         output
     }
 
-    /// The element-wise product `a * s` (a per-channel product with one
-    /// element per channel).
-    fn product(&mut self, name: &str, a: ValueId, s: ValueId, hid: usize) -> ValueId {
+    /// `sum over terms of a * b` (element-wise).
+    fn products(
+        &mut self,
+        name: &str,
+        terms: Vec<(ValueId, ValueId)>,
+        hid: usize,
+        wide: bool,
+    ) -> ValueId {
         let output = self.plan.value(name, &[1, hid]);
-        self.plan.steps.push(Step::ChannelMul {
+        self.plan.steps.push(Step::Products {
             name: name.into(),
-            a,
-            s,
+            terms,
             output,
-            channels: hid,
-            inner: 1,
+            wide,
         });
         output
     }
