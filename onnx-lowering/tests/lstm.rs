@@ -187,6 +187,8 @@ struct Case {
     init: u8,
     /// Which of `Y`, `Y_h`, `Y_c` are model outputs (at least one).
     outputs: [bool; 3],
+    /// `layout = 1`: `x` is `[1, seq, input]`, `Y` `[1, seq, 1, hidden]`.
+    batch_first: bool,
     seed: u64,
 }
 
@@ -219,8 +221,13 @@ fn lstm_onnx(c: &Case, attrs: &[(&str, Attr)], peepholes: bool) -> (Vec<u8>, Vec
         ));
         ins[3] = "B";
     }
-    let mut inputs = vec![value_info("x", &[s, 1, i])];
-    let mut shapes = vec![vec![c.seq, 1, c.inp]];
+    let (x_shape, y_shape) = if c.batch_first {
+        ([1, s, i], vec![1, s, 1, h])
+    } else {
+        ([s, 1, i], vec![s, 1, 1, h])
+    };
+    let mut inputs = vec![value_info("x", &x_shape)];
+    let mut shapes = vec![x_shape.iter().map(|d| *d as usize).collect()];
     if c.init > 0 {
         (ins[5], ins[6]) = ("h0", "c0");
     }
@@ -244,7 +251,7 @@ fn lstm_onnx(c: &Case, attrs: &[(&str, Attr)], peepholes: bool) -> (Vec<u8>, Vec
         ins.pop();
     }
     let names = ["Y", "Y_h", "Y_c"];
-    let shapes_out = [vec![s, 1, 1, h], vec![1, 1, h], vec![1, 1, h]];
+    let shapes_out = [y_shape, vec![1, 1, h], vec![1, 1, h]];
     let outs: Vec<&str> = (0..3)
         .map(|k| if c.outputs[k] { names[k] } else { "" })
         .collect();
@@ -253,6 +260,9 @@ fn lstm_onnx(c: &Case, attrs: &[(&str, Attr)], peepholes: bool) -> (Vec<u8>, Vec
         .map(|k| value_info(names[k], &shapes_out[k]))
         .collect();
     let mut all_attrs: Vec<(&str, Attr)> = vec![("hidden_size", I(h))];
+    if c.batch_first {
+        all_attrs.push(("layout", I(1)));
+    }
     for (k, v) in attrs {
         all_attrs.push((
             k,
@@ -299,6 +309,7 @@ fn tract_outputs(path: &Path, shapes: &[Vec<usize>], xs: &[Vec<f32>]) -> Vec<Vec
 fn check_case(c: &Case) {
     let (bytes, shapes) = lstm_onnx(c, &[], false);
     let path = write_model(&format!("lstm_{}.onnx", c.seed), &bytes);
+    println!("{c:?}");
     let mut rng = Rng(c.seed ^ 0x5eed);
     let samples: Vec<Vec<Vec<f32>>> = (0..4)
         .map(|_| {
@@ -354,10 +365,10 @@ fn check_case(c: &Case) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 6, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 8, ..ProptestConfig::default() })]
 
     /// Random LSTMs: sequence length, sizes, bias, initial state (none,
-    /// constant, model inputs) and outputs.
+    /// constant, model inputs), outputs and layout.
     #[test]
     fn random_lstms_agree_on_both_engines(
         seq in 1usize..=5,
@@ -372,10 +383,26 @@ proptest! {
             Just([true, true, true]),
             Just([true, false, true]),
         ],
+        batch_first in any::<bool>(),
         seed in any::<u64>(),
     ) {
-        check_case(&Case { seq, inp, hid, bias, init, outputs, seed });
+        check_case(&Case { seq, inp, hid, bias, init, outputs, batch_first, seed });
     }
+}
+
+/// `layout = 1` with model-input initial states and all three outputs.
+#[test]
+fn batch_first_lstm_agrees_with_tract_and_on_both_engines() {
+    check_case(&Case {
+        seq: 4,
+        inp: 5,
+        hid: 8,
+        bias: true,
+        init: 2,
+        outputs: [true, true, true],
+        batch_first: true,
+        seed: 11,
+    });
 }
 
 /// `Unsupported` naming the LSTM node.
@@ -403,6 +430,7 @@ fn unsupported_lstm_attributes_are_named() {
         bias: true,
         init: 0,
         outputs: [true, true, true],
+        batch_first: false,
         seed: 7,
     };
     let bad: Vec<(&str, Vec<(&str, Attr)>)> = vec![
@@ -433,7 +461,10 @@ fn unsupported_lstm_attributes_are_named() {
     import(&path, &ImportOptions::default()).unwrap();
     // A hidden size that is not a multiple of 8: the per-timestep views
     // would not be 8-byte aligned.
-    let odd = Case { hid: 12, ..c };
+    let odd = Case {
+        hid: 12,
+        ..c.clone()
+    };
     expect_unsupported("hidden12", &lstm_onnx(&odd, &[], false).0, "Scan");
 }
 
