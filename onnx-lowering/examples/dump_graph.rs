@@ -1,9 +1,10 @@
 //! Prints tract's decluttered graph of an ONNX model whose inputs are int64
-//! `[1, SEQ]` (a debugging aid for new import rules), and with `--time
+//! `[1, SEQ]` or f32 of a concrete declared shape (a debugging aid for new import rules), and with `--time
 //! TOKENS.npz` times tract's optimized f32 plan on the first row of the
 //! npz arrays (named as the inputs), the reference of the speed ratios.
 use std::time::Instant;
 use tract_onnx::prelude::*;
+use tract_onnx::tract_hir::infer::Factoid;
 
 const SEQ: usize = 32;
 
@@ -16,7 +17,14 @@ fn main() -> TractResult<()> {
         .with_ignore_value_info(true)
         .model_for_path(path)?;
     for i in 0..model.inputs.len() {
-        model.set_input_fact(i, InferenceFact::dt_shape(i64::datum_type(), [1usize, SEQ]))?;
+        // f32 inputs with a concrete shape (e.g. an LSTM's `[seq, 1, input]`)
+        // keep it; the others are token ids `[1, SEQ]`.
+        let fact = model.input_fact(i)?.clone();
+        let keep = fact.datum_type.concretize() == Some(f32::datum_type())
+            && fact.shape.concretize().is_some();
+        if !keep {
+            model.set_input_fact(i, InferenceFact::dt_shape(i64::datum_type(), [1usize, SEQ]))?;
+        }
     }
     let typed = model.into_typed()?.into_decluttered()?;
     if args.get(2).map(String::as_str) == Some("--time") {

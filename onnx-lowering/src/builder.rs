@@ -83,6 +83,23 @@ impl ProgramBuilder {
         self.program.tensors.len() - 1
     }
 
+    /// A view of part of `of`'s bytes: a tensor of `shape` at `byte_offset`
+    /// bytes into `of` (8-byte aligned, inside `of`), with `of`'s type and
+    /// kind.
+    pub fn view(&mut self, of: TensorId, name: &str, shape: &[u32], byte_offset: u32) -> TensorId {
+        let mut t = self.program.tensors[of].clone();
+        let end = t.end();
+        t.name = name.into();
+        t.shape = shape.to_vec();
+        t.offset += byte_offset;
+        assert!(
+            t.offset.is_multiple_of(8) && t.end() <= end,
+            "a view must be aligned and inside its tensor"
+        );
+        self.program.tensors.push(t);
+        self.program.tensors.len() - 1
+    }
+
     /// A constant `i8` tensor.
     pub fn const_i8(&mut self, name: &str, shape: &[u32], data: &[i8]) -> TensorId {
         let t = self.tensor(name, DType::I8, shape, TensorKind::Constant);

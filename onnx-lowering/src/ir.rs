@@ -469,6 +469,31 @@ pub struct ColAdd {
     pub hi: i32,
 }
 
+/// Sum of two element-wise products of `n` elements, rescaled: in `i64`,
+///
+/// ```text
+/// out[j] = clamp((a[j] b[j] ma + c[j] d[j] mc + 2^(s-1)) >> s, lo, hi)
+/// ```
+///
+/// with every operand and the output `i8` or `i16` (each its own),
+/// `|ma|, |mc| < 2^31`, `1 <= s <= 62` and `lo..=hi` in the output's type;
+/// `|a b| <= 2^30`, so the sum stays below `2^62`. An LSTM's `i16` cell
+/// update `c_t = f c_{t-1} + i g` and its `h_t = o tanh(c_t)` (`mc = 0`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductSum {
+    pub a: TensorId,
+    pub b: TensorId,
+    pub c: TensorId,
+    pub d: TensorId,
+    pub output: TensorId,
+    pub n: u32,
+    pub a_multiplier: i32,
+    pub c_multiplier: i32,
+    pub shift: i32,
+    pub lo: i32,
+    pub hi: i32,
+}
+
 /// One operation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -486,6 +511,7 @@ pub enum Op {
     MaskedSoftmax(MaskedSoftmax),
     Interp(Interp),
     ColAdd(ColAdd),
+    ProductSum(ProductSum),
 }
 
 impl Op {
@@ -505,6 +531,7 @@ impl Op {
             Op::MaskedSoftmax(o) => o.output,
             Op::Interp(o) => o.output,
             Op::ColAdd(o) => o.output,
+            Op::ProductSum(o) => o.output,
         }
     }
 
@@ -524,6 +551,7 @@ impl Op {
             Op::MaskedSoftmax(_) => "masked_softmax",
             Op::Interp(_) => "interp",
             Op::ColAdd(_) => "col_add",
+            Op::ProductSum(_) => "product_sum",
         }
     }
 }

@@ -465,6 +465,31 @@ impl Program {
                 }
                 Ok(())
             }
+            Op::ProductSum(o) => {
+                let n = u64::from(o.n);
+                let narrow = |id| -> Result<DType, LowerError> {
+                    let dt = self.get(id, node, "product_sum operand")?.dtype;
+                    Ok(if dt == DType::I16 { dt } else { DType::I8 })
+                };
+                for (what, id) in [("a", o.a), ("b", o.b), ("c", o.c), ("d", o.d)] {
+                    self.expect(node, what, id, narrow(id)?, n)?;
+                }
+                let dout = narrow(o.output)?;
+                self.expect(node, "output", o.output, dout, n)?;
+                let top = if dout == DType::I16 { 32767 } else { 127 };
+                let in_type = |v: i32| (-top - 1..=top).contains(&v);
+                if n == 0
+                    || o.a_multiplier == i32::MIN
+                    || o.c_multiplier == i32::MIN
+                    || !(1..=62).contains(&o.shift)
+                    || !in_type(o.lo)
+                    || !in_type(o.hi)
+                    || o.lo > o.hi
+                {
+                    return Err(bad(node, "product_sum rescaling or clamp out of range"));
+                }
+                Ok(())
+            }
             Op::Interp(o) => {
                 let n = u64::from(self.get(o.output, node, "output")?.len());
                 self.expect(node, "input", o.input, DType::I16, n)?;

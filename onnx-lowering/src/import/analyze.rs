@@ -17,7 +17,9 @@
 //!   with a scalar constant or of two functions of the same tensor) are
 //!   collected into one expression of one source tensor, materialized as a
 //!   lookup table where some other op (or a model output) reads it: GELU
-//!   spelled out as `x * 0.5 * (1 + erf(x / sqrt 2))` is one table.
+//!   spelled out as `x * 0.5 * (1 + erf(x / sqrt 2))` is one table;
+//! - an LSTM (tract's `Scan` loop) is unrolled over its fixed sequence
+//!   length (see [`super::recurrent`]).
 //!
 //! Everything else is [`LowerError::Unsupported`], naming the tract node
 //! (which carries the ONNX node's name).
@@ -414,6 +416,9 @@ impl Walker<'_> {
     }
 
     fn node(&mut self, node: &TypedNode) -> Result<(), LowerError> {
+        if self.recurrent_node(node)? {
+            return Ok(()); // An LSTM loop (see `super::recurrent`).
+        }
         if node.outputs.len() != 1 && !node.op_is::<Const>() {
             return Err(unsupported(node, "ops with several outputs"));
         }

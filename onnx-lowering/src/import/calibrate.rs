@@ -240,6 +240,26 @@ fn run_step(plan: &Plan, step: &Step, vals: &[Option<Rc<Vec<f64>>>]) -> Rc<Vec<f
             Rc::new(get(*input).iter().map(|x| expr.eval(*x)).collect())
         }
         Step::Alias { input, .. } => get(*input).clone(),
+        Step::Slice {
+            input,
+            output,
+            offset,
+        } => Rc::new(get(*input)[*offset..*offset + plan.values[*output].len()].to_vec()),
+        Step::Products { terms, output, .. } => {
+            let mut out = vec![0.0; plan.values[*output].len()];
+            for (a, b) in terms {
+                for (o, (x, y)) in out.iter_mut().zip(get(*a).iter().zip(get(*b).iter())) {
+                    *o += x * y;
+                }
+            }
+            Rc::new(out)
+        }
+        Step::Stack { inputs, .. } => Rc::new(
+            inputs
+                .iter()
+                .flat_map(|v| get(*v).iter().copied())
+                .collect(),
+        ),
         Step::Gather {
             indices,
             table,

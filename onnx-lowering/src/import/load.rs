@@ -143,6 +143,7 @@ pub fn load(path: &Path, overrides: &[(String, Vec<usize>)]) -> Result<Loaded, L
             .as_ref()
             .ok_or_else(|| LowerError::Onnx("the model has no graph".into()))?;
         check_graph(graph, 0)?;
+        super::recurrent::check_onnx_lstm(graph)?;
         let onnx_ops = count_ops(graph);
         let parameters = count_parameters(graph);
         // Exporters' `value_info` may name symbolic dimensions that clash

@@ -20,6 +20,9 @@ use crate::error::LowerError;
 use crate::ir::{self, DType, Op, Program, TensorId, TensorKind};
 use opml_runtime::limits::{MAX_PAGES, PAGE_SIZE};
 
+#[path = "recurrent_lower.rs"]
+mod recurrent_lower;
+
 /// The integer program with the quantization of its inputs and outputs.
 pub struct Lowered {
     /// Every tensor carries its scale (`Tensor::scale`), inputs and outputs
@@ -53,6 +56,8 @@ struct Lowering<'a> {
     wide: Vec<bool>,
     /// `i16` activations quantized to `-R..=R` (see [`i16_values`]).
     half: Vec<Option<i32>>,
+    /// Values that are views into a stacked value (see [`recurrent_lower`]).
+    views: Vec<Option<(ValueId, usize)>>,
 }
 
 impl Lowering<'_> {
@@ -98,6 +103,9 @@ impl Lowering<'_> {
 
     /// A new `i8` tensor for value `v`, with its scale.
     fn define(&mut self, v: ValueId, kind: TensorKind) -> Result<TensorId, LowerError> {
+        if let Some(t) = self.stacked_view(v)? {
+            return Ok(t);
+        }
         let value = &self.plan.values[v];
         self.room(&value.name, value.len(), 1)?;
         let kind = if self.output_roots[v] {
@@ -338,6 +346,12 @@ impl Lowering<'_> {
     }
 
     fn step(&mut self, step: &Step) -> Result<(), LowerError> {
+        if matches!(
+            step,
+            Step::Slice { .. } | Step::Stack { .. } | Step::Products { .. }
+        ) {
+            return self.recurrent_step(step);
+        }
         if let Step::Alias { input, output } = step {
             let t = self.tensor(*input);
             let shape = self.shape(*output);
@@ -710,7 +724,11 @@ impl Lowering<'_> {
                     dmax,
                 })
             }
-            Step::Alias { .. } | Step::Const { .. } => unreachable!("handled above"),
+            Step::Alias { .. }
+            | Step::Const { .. }
+            | Step::Slice { .. }
+            | Step::Stack { .. }
+            | Step::Products { .. } => unreachable!("handled above"),
         };
         let name = match step {
             Step::Conv { name, .. }
@@ -724,7 +742,11 @@ impl Lowering<'_> {
             | Step::LayerNorm { name, .. }
             | Step::ActMatMul { name, .. }
             | Step::MaskedSoftmax { name, .. } => name,
-            Step::Alias { .. } | Step::Const { .. } => unreachable!("handled above"),
+            Step::Alias { .. }
+            | Step::Const { .. }
+            | Step::Slice { .. }
+            | Step::Stack { .. }
+            | Step::Products { .. } => unreachable!("handled above"),
         };
         self.b.node(name, op);
         Ok(())
@@ -1082,6 +1104,8 @@ pub fn lower(plan: &Plan, ranges: &Calibration) -> Result<Lowered, LowerError> {
     let n = plan.values.len();
     let mut alias_of: Vec<Option<ValueId>> = vec![None; n];
     let mut scales: Vec<f32> = ranges.max.iter().map(|r| act_scale(*r)).collect();
+    // Before the aliases take their inputs' scales: an alias of a view.
+    recurrent_lower::view_scales(plan, &mut scales);
     for step in &plan.steps {
         match step {
             Step::MaxPool { input, output, .. } | Step::Alias { input, output } => {
@@ -1141,11 +1165,13 @@ pub fn lower(plan: &Plan, ranges: &Calibration) -> Result<Lowered, LowerError> {
     let mut half = i16_values(plan, &output_roots);
     attention_values(plan, &output_roots, &mut half);
     score_values(plan, &output_roots, &wide, &mut half);
+    recurrent_lower::cell_values(plan, &mut half);
     for (v, r) in half.iter().enumerate() {
         if let Some(r) = r {
             scales[v] = act_scale_range(ranges.max[root(v)], *r);
         }
     }
+    recurrent_lower::view_scales(plan, &mut scales);
     for step in &plan.steps {
         if let Step::ActMatMul { a, b, output, .. } = step {
             if wide[*output] {
@@ -1172,6 +1198,7 @@ pub fn lower(plan: &Plan, ranges: &Calibration) -> Result<Lowered, LowerError> {
         cols,
         wide,
         half,
+        views: recurrent_lower::stack_views(plan),
     };
     for v in &plan.inputs {
         l.define(*v, TensorKind::Input)?;

@@ -16,6 +16,7 @@ pub mod lower;
 pub mod mathfn;
 pub mod plan;
 pub mod quantize;
+pub mod recurrent;
 pub mod report;
 pub mod transformer;
 

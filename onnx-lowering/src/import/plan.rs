@@ -158,6 +158,30 @@ pub enum Step {
         rows: usize,
         len: usize,
     },
+    /// `out = input[offset..offset + len(out)]` (flat elements): a view of
+    /// the same bytes (an unrolled loop's per-timestep input, see
+    /// [`super::recurrent`]).
+    Slice {
+        input: ValueId,
+        output: ValueId,
+        offset: usize,
+    },
+    /// `out` = the inputs one after another (flat): the inputs are views
+    /// of `out`'s bytes, so this is no IR node (an unrolled loop's
+    /// per-timestep outputs).
+    Stack {
+        inputs: Vec<ValueId>,
+        output: ValueId,
+    },
+    /// `out = sum over terms of a * b` (element-wise, equal shapes, one or
+    /// two terms): an LSTM cell's products; `wide` asks for an `i16`
+    /// output (the cell state).
+    Products {
+        name: String,
+        terms: Vec<(ValueId, ValueId)>,
+        output: ValueId,
+        wide: bool,
+    },
 }
 
 impl Step {
@@ -175,7 +199,10 @@ impl Step {
             | Step::Const { output, .. }
             | Step::LayerNorm { output, .. }
             | Step::ActMatMul { output, .. }
-            | Step::MaskedSoftmax { output, .. } => *output,
+            | Step::MaskedSoftmax { output, .. }
+            | Step::Slice { output, .. }
+            | Step::Stack { output, .. }
+            | Step::Products { output, .. } => *output,
         }
     }
 
@@ -186,7 +213,10 @@ impl Step {
             | Step::MaxPool { input, .. }
             | Step::Pointwise { input, .. }
             | Step::Softmax { input, .. }
-            | Step::Alias { input, .. } => vec![*input],
+            | Step::Alias { input, .. }
+            | Step::Slice { input, .. } => vec![*input],
+            Step::Stack { inputs, .. } => inputs.clone(),
+            Step::Products { terms, .. } => terms.iter().flat_map(|(a, b)| [*a, *b]).collect(),
             Step::Add { a, b, .. } => vec![*a, *b],
             Step::ChannelMul { a, s, .. } => vec![*a, *s],
             Step::Gather { indices, .. } => vec![*indices],
@@ -205,6 +235,9 @@ pub struct Plan {
     pub steps: Vec<Step>,
     pub inputs: Vec<ValueId>,
     pub outputs: Vec<ValueId>,
+    /// Groups of values quantized with one scale, that of the group's
+    /// largest range (an unrolled loop's per-timestep values of one role).
+    pub shared_scales: Vec<Vec<ValueId>>,
 }
 
 impl Plan {

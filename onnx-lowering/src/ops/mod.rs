@@ -19,4 +19,5 @@ pub mod masked_softmax;
 pub mod matmul;
 pub mod mem;
 pub mod pool;
+pub mod product_sum;
 pub mod softmax;

@@ -53,8 +53,11 @@ pub enum Attr {
     I(i64),
     Is(&'static [i64]),
     S(&'static str),
+    /// A float (field `f`, wire type 5).
+    F(f32),
+    Ss(&'static [&'static str]),
 }
-pub use Attr::{Is, I, S};
+pub use Attr::{Is, Ss, F, I, S};
 
 /// A node: (op type, name, inputs, outputs, attributes).
 pub fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: &[(&str, Attr)]) -> Pb {
@@ -72,6 +75,13 @@ pub fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attrs: &[(&
             I(v) => a.int(3, *v).int(20, 2),
             Is(vs) => vs.iter().fold(a, |a, v| a.int(8, *v)).int(20, 7),
             S(s) => a.str(4, s).int(20, 3),
+            F(f) => {
+                let mut a = a;
+                a.varint(2 << 3 | 5);
+                a.0.extend_from_slice(&f.to_le_bytes());
+                a.int(20, 1)
+            }
+            Ss(ss) => ss.iter().fold(a, |a, s| a.str(9, s)).int(20, 8),
         };
         n = n.msg(5, a);
     }
