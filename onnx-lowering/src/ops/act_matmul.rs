@@ -4,6 +4,10 @@
 //!
 //! A unit is one batch index and a block of `rb` rows: unit `u` is batch
 //! `u / nrb`, rows `[(u % nrb) * rb, min(m, ..+ rb))`.
+//!
+//! Natively, each batch's operands are packed and multiplied by
+//! [`crate::ops::native_gemm`] (batches over threads when large);
+//! [`run_reference`] is the scalar loop of the definition.
 
 use crate::ir::{ActMatMul, DType, Program};
 use crate::ops::family::{Budget, Kernel, Scheduled};

@@ -8,6 +8,11 @@
 //! `i16` inputs or outputs use the variants [`KERNEL_A16`], [`KERNEL_O16`]
 //! and [`KERNEL_A16O16`]: the same text with 16-bit loads or stores, and
 //! byte strides in the descriptor.
+//!
+//! Natively, the product runs on the packed GEMM of
+//! [`crate::ops::native_gemm`] ([`run_native`], or [`run_packed`] with
+//! weights packed once per artifact); [`run_reference`] is the scalar loop
+//! of the definition.
 
 use crate::ir::{requantize_wide, DType, MatMul, Program};
 use crate::ops::family::{Budget, Kernel, Scheduled};
