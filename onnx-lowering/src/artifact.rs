@@ -10,9 +10,11 @@
 
 use crate::codegen::{generate, CodegenOptions, Generated};
 use crate::error::LowerError;
-use crate::ir::{Program, TensorId};
+use crate::ir::{Op, Program, TensorId};
 use crate::layout::{NODE_COUNTER, UNIT_COUNTER};
 use crate::ops::family::run_native;
+use crate::ops::matmul;
+use crate::ops::native_gemm::Panel;
 use opml_runtime::hash::Hash;
 use opml_runtime::merkle::MerkleTree;
 use opml_runtime::{Sandbox, StateFields, Status};
@@ -74,6 +76,45 @@ pub struct Artifact {
 pub(crate) struct Cache {
     compiled: std::sync::OnceLock<Arc<CompiledProgram>>,
     tree: std::sync::OnceLock<MerkleTree>,
+    native: std::sync::OnceLock<NativeCache>,
+    image: std::sync::OnceLock<Vec<u8>>,
+}
+
+/// What the native executor derives once per artifact: per node, the
+/// packed weights of a matmul whose weight bytes no input and no node
+/// writes (so they hold their initial value in every run).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct NativeCache {
+    weights: Vec<Option<Panel>>,
+}
+
+impl NativeCache {
+    fn new(program: &Program, image: &[u8]) -> Self {
+        let range = |t: TensorId| {
+            let t = &program.tensors[t];
+            (t.offset, t.end())
+        };
+        let written: Vec<(u32, u32)> = program
+            .inputs
+            .iter()
+            .copied()
+            .chain(program.nodes.iter().map(|n| n.op.output()))
+            .map(range)
+            .collect();
+        let weights = program
+            .nodes
+            .iter()
+            .map(|n| match &n.op {
+                Op::MatMul(o) => {
+                    let (lo, hi) = range(o.w);
+                    let untouched = written.iter().all(|(a, b)| *b <= lo || hi <= *a);
+                    untouched.then(|| matmul::pack_weights(o, program, image))
+                }
+                _ => None,
+            })
+            .collect();
+        Self { weights }
+    }
 }
 
 /// `opml_runtime::Program` is not `Debug`; this wrapper is.
@@ -254,7 +295,11 @@ impl Artifact {
     /// states as [`Artifact::run_wasm`].
     pub fn run_native(&self, inputs: &[Vec<u8>]) -> Result<Run, LowerError> {
         self.check_inputs(inputs)?;
-        let mut mem = self.initial_image();
+        // One copy of the cached image (no zero-filling first: that cost as
+        // much as the copy for large models).
+        let image = self.cached_image();
+        let mut mem = Vec::with_capacity(image.len());
+        mem.extend_from_slice(image);
         for (bytes, t) in inputs.iter().zip(&self.program.inputs) {
             let off = self.program.tensors[*t].offset as usize;
             mem[off..off + bytes.len()].copy_from_slice(bytes);
@@ -282,7 +327,7 @@ impl Artifact {
         }];
         let last = self.program.nodes.len() - 1;
         for (k, (node, b)) in self.program.nodes.iter().zip(&self.nodes).enumerate() {
-            run_native(&node.op, &self.program, &mut mem)?;
+            self.run_node_native(k, &mut mem)?;
             mem[NODE_COUNTER as usize..NODE_COUNTER as usize + 4]
                 .copy_from_slice(&(k as u32 + 1).to_le_bytes());
             mem[UNIT_COUNTER as usize..UNIT_COUNTER as usize + 4]
@@ -309,6 +354,37 @@ impl Artifact {
             boundaries,
             memory: mem,
         })
+    }
+
+    /// The native cache (built on first use from the initial image).
+    fn native_cache(&self) -> &NativeCache {
+        self.cache
+            .native
+            .get_or_init(|| NativeCache::new(&self.program, self.cached_image()))
+    }
+
+    /// The initial image, built once per artifact for the native executor.
+    fn cached_image(&self) -> &[u8] {
+        self.cache.image.get_or_init(|| self.initial_image())
+    }
+
+    /// Runs node `k`'s op natively on the memory image `mem` (with the
+    /// artifact's cached packed weights where it has them). Does not touch
+    /// the node and unit counters.
+    pub fn run_node_native(&self, k: usize, mem: &mut [u8]) -> Result<(), LowerError> {
+        let node = self.program.nodes.get(k).ok_or_else(|| {
+            LowerError::BadInput(format!(
+                "node {k} is past the last of {}",
+                self.program.nodes.len()
+            ))
+        })?;
+        match (&node.op, self.native_cache().weights.get(k)) {
+            (Op::MatMul(o), Some(Some(w))) => {
+                matmul::run_packed(o, &self.program, mem, w);
+                Ok(())
+            }
+            (op, _) => run_native(op, &self.program, mem),
+        }
     }
 
     /// Bytes of an output tensor in a run's memory.

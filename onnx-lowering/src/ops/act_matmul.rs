@@ -4,10 +4,15 @@
 //!
 //! A unit is one batch index and a block of `rb` rows: unit `u` is batch
 //! `u / nrb`, rows `[(u % nrb) * rb, min(m, ..+ rb))`.
+//!
+//! Natively, each batch's operands are packed and multiplied by
+//! [`crate::ops::native_gemm`] (batches over threads when large);
+//! [`run_reference`] is the scalar loop of the definition.
 
 use crate::ir::{ActMatMul, DType, Program};
 use crate::ops::family::{Budget, Kernel, Scheduled};
 use crate::ops::mem::{read_i8, write_i32};
+use crate::ops::native_gemm::{gemm, threads_for, Panel, Sums, MR, NR};
 use std::sync::LazyLock;
 
 /// Descriptor words: a, b, out, batch, m, n, k, a strides (3), b strides
@@ -120,8 +125,81 @@ pub fn schedule(op: &ActMatMul, p: &Program, budget: &Budget) -> Scheduled {
     }
 }
 
-/// The whole product on the memory image.
+/// The sums of batch `bt`: both operands packed, then [`gemm`].
+fn batch_sums(op: &ActMatMul, p: &Program, mem: &[u8], bt: usize) -> Sums {
+    let t = |id: usize| p.tensors[id].offset as usize;
+    let [sab, sai, sak] = op.a_stride.map(|v| v as usize);
+    let [sbb, sbj, sbk] = op.b_stride.map(|v| v as usize);
+    let (m, n, k) = (op.m as usize, op.n as usize, op.k as usize);
+    let (pa, pb) = if p.tensors[op.a].dtype == DType::I16 {
+        (
+            Panel::from_i16(mem, t(op.a) + 2 * bt * sab, m, k, sai, sak, MR),
+            Panel::from_i16(mem, t(op.b) + 2 * bt * sbb, n, k, sbj, sbk, NR),
+        )
+    } else {
+        (
+            Panel::from_i8(mem, t(op.a) + bt * sab, m, k, sai, sak, MR),
+            Panel::from_i8(mem, t(op.b) + bt * sbb, n, k, sbj, sbk, NR),
+        )
+    };
+    gemm(&pa, &pb, 1)
+}
+
+/// The whole product on the memory image (batches split over threads when
+/// the node is large).
 pub fn run_native(op: &ActMatMul, p: &Program, mem: &mut [u8]) {
+    let batch = op.batch as usize;
+    let macs = u64::from(op.batch) * u64::from(op.m) * u64::from(op.n) * u64::from(op.k);
+    let threads = threads_for(macs, batch);
+    let src: &[u8] = mem;
+    let sums: Vec<Sums> = if threads <= 1 {
+        (0..batch).map(|bt| batch_sums(op, p, src, bt)).collect()
+    } else {
+        let per = batch.div_ceil(threads);
+        std::thread::scope(|s| {
+            let parts: Vec<_> = (0..batch)
+                .step_by(per)
+                .map(|b0| {
+                    s.spawn(move || {
+                        (b0..(b0 + per).min(batch))
+                            .map(|bt| batch_sums(op, p, src, bt))
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            parts
+                .into_iter()
+                .flat_map(|h| h.join().expect("a product thread panicked"))
+                .collect()
+        })
+    };
+    let out = p.tensors[op.output].offset as usize;
+    let [sob, soi, soj] = op.o_stride.map(|v| v as usize);
+    let (mul, s) = (i64::from(op.multiplier), op.shift as u32);
+    let wide = p.tensors[op.output].dtype == DType::I32;
+    let half = p.tensors[op.a].dtype == DType::I16;
+    for (bt, sums) in sums.iter().enumerate() {
+        for j in 0..op.n as usize {
+            for (i, acc) in sums.column(j)[..op.m as usize].iter().enumerate() {
+                let e = bt * sob + i * soi + j * soj;
+                if wide {
+                    write_i32(mem, out + 4 * e, *acc);
+                } else if half {
+                    let q = (i64::from(*acc) * mul + (1i64 << (s - 1))) >> s;
+                    let q = q.clamp(-32767, 32767) as i16;
+                    mem[out + 2 * e..out + 2 * e + 2].copy_from_slice(&q.to_le_bytes());
+                } else {
+                    let q = (i64::from(*acc) * mul + (1i64 << (s - 1))) >> s;
+                    mem[out + e] = q.clamp(-128, 127) as u8;
+                }
+            }
+        }
+    }
+}
+
+/// The straightforward scalar loop of the IR's definition: the reference
+/// of the fast path in tests and benchmarks.
+pub fn run_reference(op: &ActMatMul, p: &Program, mem: &mut [u8]) {
     let t = |id: usize| p.tensors[id].offset as usize;
     let (a, b, out) = (t(op.a), t(op.b), t(op.output));
     let [sab, sai, sak] = op.a_stride.map(|v| v as usize);

@@ -8,10 +8,16 @@
 //! `i16` inputs or outputs use the variants [`KERNEL_A16`], [`KERNEL_O16`]
 //! and [`KERNEL_A16O16`]: the same text with 16-bit loads or stores, and
 //! byte strides in the descriptor.
+//!
+//! Natively, the product runs on the packed GEMM of
+//! [`crate::ops::native_gemm`] ([`run_native`], or [`run_packed`] with
+//! weights packed once per artifact); [`run_reference`] is the scalar loop
+//! of the definition.
 
 use crate::ir::{requantize_wide, DType, MatMul, Program};
 use crate::ops::family::{Budget, Kernel, Scheduled};
 use crate::ops::mem::{read_i32, read_i8};
+use crate::ops::native_gemm::{gemm, threads_for, Panel, MR, NR};
 use std::sync::LazyLock;
 
 /// Descriptor words: a, w, bias, out, multiplier, shift, m, k, n, rb, cb,
@@ -172,6 +178,55 @@ pub fn schedule(op: &MatMul, p: &Program, budget: &Budget) -> Scheduled {
 
 /// The whole product on the memory image.
 pub fn run_native(op: &MatMul, p: &Program, mem: &mut [u8]) {
+    let w = pack_weights(op, p, mem);
+    run_packed(op, p, mem, &w);
+}
+
+/// The weights `w [N, K]` as the `b` panel of [`gemm`] (derivable once per
+/// artifact when no node writes them).
+pub fn pack_weights(op: &MatMul, p: &Program, mem: &[u8]) -> Panel {
+    let (k, n) = (op.k as usize, op.n as usize);
+    Panel::from_i8(mem, p.tensors[op.w].offset as usize, n, k, k, 1, NR)
+}
+
+/// The whole product with the weights already packed by [`pack_weights`].
+pub fn run_packed(op: &MatMul, p: &Program, mem: &mut [u8], w: &Panel) {
+    let t = |id: usize| p.tensors[id].offset as usize;
+    let (a, bias, out) = (t(op.a), t(op.bias), t(op.output));
+    let (mul, sh) = (t(op.requant.multiplier), t(op.requant.shift));
+    let (m, k, n) = (op.m as usize, op.k as usize, op.n as usize);
+    let (ar, ac) = (op.a_row as usize, op.a_col as usize);
+    let (or, oc) = (op.o_row as usize, op.o_col as usize);
+    let r = &op.requant;
+    let o16 = p.tensors[op.output].dtype == DType::I16;
+    let pa = if p.tensors[op.a].dtype == DType::I16 {
+        Panel::from_i16(mem, a, m, k, ar, ac, MR)
+    } else {
+        Panel::from_i8(mem, a, m, k, ar, ac, MR)
+    };
+    let threads = threads_for((m * n * k) as u64, n.div_ceil(NR));
+    let sums = gemm(&pa, w, threads);
+    for j in 0..n {
+        let (b, mj, sj) = (
+            read_i32(mem, bias + 4 * j),
+            read_i32(mem, mul + 4 * j),
+            read_i32(mem, sh + 4 * j),
+        );
+        for (i, s) in sums.column(j)[..m].iter().enumerate() {
+            let q = requantize_wide(b.wrapping_add(*s), mj, sj, r.zero_point, r.lo, r.hi);
+            let e = i * or + j * oc;
+            if o16 {
+                mem[out + 2 * e..out + 2 * e + 2].copy_from_slice(&(q as i16).to_le_bytes());
+            } else {
+                mem[out + e] = q as u8;
+            }
+        }
+    }
+}
+
+/// The straightforward scalar loop of the IR's definition: the reference
+/// of the fast path in tests and benchmarks.
+pub fn run_reference(op: &MatMul, p: &Program, mem: &mut [u8]) {
     let t = |id: usize| p.tensors[id].offset as usize;
     let (a, w, bias, out) = (t(op.a), t(op.w), t(op.bias), t(op.output));
     let (mul, sh) = (t(op.requant.multiplier), t(op.requant.shift));

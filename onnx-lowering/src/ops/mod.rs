@@ -18,6 +18,7 @@ pub mod layer_norm;
 pub mod masked_softmax;
 pub mod matmul;
 pub mod mem;
+pub mod native_gemm;
 pub mod pool;
 pub mod product_sum;
 pub mod softmax;

@@ -32,6 +32,6 @@ mod schedule;
 mod text;
 mod wat;
 
-pub use native::run_native;
+pub use native::{run_native, run_reference};
 pub use schedule::schedule;
 pub use wat::{kernel_text, KERNEL};

@@ -1,8 +1,12 @@
-//! The native implementation of the conv, bit-exact with the kernel.
+//! The native implementation of the conv, bit-exact with the kernel:
+//! per group, the input's patches (im2col) times the weights by the packed
+//! integer product of [`crate::ops::native_gemm`]; and the direct loops as
+//! the reference.
 
 use super::schedule::Geom;
 use crate::ir::{requantize, Conv, Program};
 use crate::ops::mem::read_i32;
+use crate::ops::native_gemm::{gemm, threads_for, Panel, MR, NR};
 
 /// The valid taps `k0..k1` of a window starting at input position `start`
 /// (possibly negative) with `k` taps `d` apart over an axis of `n` positions.
@@ -82,9 +86,10 @@ fn planes(op: &Conv, p: &Program, g: &Geom, mem: &[u8], oc0: usize, out: &mut [u
     }
 }
 
-/// The whole convolution on the memory image (output channels split over
-/// threads when the node is large).
-pub fn run_native(op: &Conv, p: &Program, mem: &mut [u8]) {
+/// The direct loops of the IR's definition (output channels split over
+/// threads when the node is large): the reference of [`run_native`] in
+/// tests and benchmarks.
+pub fn run_reference(op: &Conv, p: &Program, mem: &mut [u8]) {
     let g = Geom::new(op, p);
     let plane = g.oh * g.ow;
     let mut out = vec![0u8; g.oc * plane];
@@ -113,4 +118,86 @@ pub fn run_native(op: &Conv, p: &Program, mem: &mut [u8]) {
     }
     let at = p.tensors[op.output].offset as usize;
     mem[at..at + out.len()].copy_from_slice(&out);
+}
+
+/// The patches of group `grp`: one row per output pixel `(y, x)`, the
+/// `cg * kh * kw` input values under the window (zero outside the input).
+fn patches(op: &Conv, p: &Program, g: &Geom, mem: &[u8], grp: usize) -> Panel {
+    let inp = p.tensors[op.input].offset as usize + grp * g.cg * g.h * g.w;
+    let [sh, sw] = g.stride;
+    let [dh, dw] = g.dil;
+    let per = g.per_oc();
+    // Per kernel column kx, the output columns x0..x1 inside the input and
+    // the input column of x0 (as in `planes`).
+    let cols: Vec<(usize, usize, usize)> = (0..g.kw)
+        .map(|kx| {
+            let base = (kx * dw) as isize - g.pad[1] as isize;
+            let x0 = if base < 0 { (-base) as usize } else { 0 }.div_ceil(sw);
+            let room = g.w as isize - base;
+            let x1 = if room > 0 {
+                (room as usize).div_ceil(sw).min(g.ow)
+            } else {
+                0
+            };
+            if x0 >= x1 {
+                (0, 0, 0)
+            } else {
+                (x0, x1, (base + (x0 * sw) as isize) as usize)
+            }
+        })
+        .collect();
+    let mut panel = Panel::new(g.oh * g.ow, per, MR, |_, _| {});
+    for y in 0..g.oh {
+        let iy0 = (y * sh) as isize - g.pad[0] as isize;
+        let (ky0, ky1) = taps(iy0, g.kh, dh, g.h);
+        for ic in 0..g.cg {
+            let chan = inp + ic * g.h * g.w;
+            for ky in ky0..ky1 {
+                let irow = &mem[chan + (iy0 + (ky * dh) as isize) as usize * g.w..][..g.w];
+                for (kx, &(x0, x1, off)) in cols.iter().enumerate() {
+                    let col = (ic * g.kh + ky) * g.kw + kx;
+                    for (x, v) in (x0..x1).zip(irow[off..].iter().step_by(sw)) {
+                        panel.set(y * g.ow + x, col, i16::from(*v as i8));
+                    }
+                }
+            }
+        }
+    }
+    panel
+}
+
+/// The whole convolution on the memory image.
+pub fn run_native(op: &Conv, p: &Program, mem: &mut [u8]) {
+    let g = Geom::new(op, p);
+    let plane = g.oh * g.ow;
+    if g.oc * plane == 0 {
+        return;
+    }
+    let t = |id: usize| p.tensors[id].offset as usize;
+    let (wt, r) = (t(op.weight), &op.requant);
+    let per = g.per_oc();
+    let out = t(op.output);
+    // Every group reads the input before any output is written.
+    let sums: Vec<_> = (0..g.group)
+        .map(|grp| {
+            let a = patches(op, p, &g, mem, grp);
+            let w = Panel::from_i8(mem, wt + grp * g.ocpg * per, g.ocpg, per, per, 1, NR);
+            let macs = (plane * g.ocpg * per) as u64;
+            gemm(&a, &w, threads_for(macs, g.ocpg.div_ceil(NR)))
+        })
+        .collect();
+    for (grp, sums) in sums.iter().enumerate() {
+        let oc0 = grp * g.ocpg;
+        for j in 0..g.ocpg {
+            let oc = oc0 + j;
+            let bias = read_i32(mem, t(op.bias) + 4 * oc);
+            let mul = read_i32(mem, t(r.multiplier) + 4 * oc);
+            let shift = read_i32(mem, t(r.shift) + 4 * oc);
+            let dst = &mut mem[out + oc * plane..out + (oc + 1) * plane];
+            for (o, s) in dst.iter_mut().zip(sums.column(j)) {
+                let acc = bias.wrapping_add(*s);
+                *o = requantize(acc, mul, shift, r.zero_point, r.lo, r.hi) as u8;
+            }
+        }
+    }
 }

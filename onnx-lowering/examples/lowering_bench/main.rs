@@ -3,6 +3,12 @@
 //! executor and the metered Wasm sandbox, and top-1 agreement of the integer
 //! model with the f32 reference.
 //!
+//! Section 5 does the same for the MiniLM encoder when its opt-in cache
+//! (`fixtures/cache/minilm`) exists, and says it is skipped otherwise.
+//! Native figures are given on one thread and on all
+//! ([`native_threads`]): results are identical, only small products stay
+//! on one thread.
+//!
 //! `cargo run --locked --release -p opml-lowering --example lowering_bench [-- --quick]`
 //!
 //! Each repetition runs every variant once over the same inputs, back to
@@ -12,7 +18,8 @@
 use opml_lowering::codegen::CodegenOptions;
 use opml_lowering::import::{dequantize_output, import, quantize_input, ImportOptions, Imported};
 use opml_lowering::ir::{Op, Program};
-use opml_lowering::ops::family;
+use opml_lowering::ops::native_gemm::{native_threads, set_native_threads};
+use opml_lowering::ops::{act_matmul, conv, family, matmul};
 use opml_lowering::Artifact;
 use opml_runtime::{Program as Module, Sandbox, Status};
 use std::path::{Path, PathBuf};
@@ -20,6 +27,8 @@ use std::sync::Arc;
 use std::time::Instant;
 use tract_onnx::prelude::tract_data::internal::{anyhow, ensure};
 use tract_onnx::prelude::*;
+
+mod minilm;
 
 const N_IMAGES: usize = 1797;
 
@@ -99,8 +108,23 @@ fn work(op: &Op, p: &Program) -> u64 {
 /// Runs the kernels of every node on `mem` (input already written): the
 /// native executor without node-boundary roots.
 fn kernels(a: &Artifact, mem: &mut [u8]) -> TractResult<()> {
-    for n in &a.program.nodes {
-        family::run_native(&n.op, &a.program, mem)?;
+    for k in 0..a.program.nodes.len() {
+        a.run_node_native(k, mem)?;
+    }
+    Ok(())
+}
+
+/// The kernels with the scalar reference loops of the products (matmul,
+/// activation product, conv): the native executor before it was tuned.
+fn reference_kernels(a: &Artifact, mem: &mut [u8]) -> TractResult<()> {
+    let p = &a.program;
+    for n in &p.nodes {
+        match &n.op {
+            Op::MatMul(o) => matmul::run_reference(o, p, mem),
+            Op::ActMatMul(o) => act_matmul::run_reference(o, p, mem),
+            Op::Conv(o) => conv::run_reference(o, p, mem),
+            op => family::run_native(op, p, mem)?,
+        }
     }
     Ok(())
 }
@@ -225,7 +249,10 @@ fn body() -> TractResult<()> {
 
     // ---- 3. speed -------------------------------------------------------
     let n = n_speed;
-    println!("== 3. speed: first {n} images, {reps} reps, us per inference ==");
+    println!(
+        "== 3. speed: first {n} images, {reps} reps, us per inference; native on up to {} threads (products under 2^21 multiply-accumulates run on one) ==",
+        native_threads()
+    );
     let q: Vec<Vec<Vec<u8>>> = images[..n * 64]
         .chunks(64)
         .map(|x| Ok(vec![quantize_input(&imp, 0, x)?]))
@@ -235,11 +262,14 @@ fn body() -> TractResult<()> {
     let out_rng = out_t.offset as usize..out_t.end() as usize;
     let module = Module::new(art.wasm())?;
     let mut image = art.initial_image();
-    // Sanity: kernels alone, run_native and run_wasm give the same outputs
-    // and the engines the same roots.
+    // Sanity: kernels alone (fast and reference), run_native and run_wasm
+    // give the same outputs and the engines the same roots.
     for x in q.iter().step_by(n / 4) {
         image[in_off..in_off + x[0].len()].copy_from_slice(&x[0]);
+        let mut before = image.clone();
         kernels(&art, &mut image)?;
+        reference_kernels(&art, &mut before)?;
+        ensure!(image == before, "fast and reference kernels differ");
         let (nat, w) = (art.run_native(x)?, art.run_wasm(x)?);
         ensure!(
             nat.roots() == w.roots() && nat.memory == w.memory,
@@ -253,7 +283,9 @@ fn body() -> TractResult<()> {
     let names = [
         "(a)  tract f32 optimized",
         "(b)  native run_native (with roots)",
+        "(b1) native run_native, 1 thread",
         "(b') native kernels only",
+        "(r)  scalar reference kernels (before)",
         "(c)  wasm run_wasm (cached module)",
         "(c') wasm sandbox from compiled",
         "     of which instantiate+input",
@@ -272,18 +304,32 @@ fn body() -> TractResult<()> {
             std::hint::black_box(art.run_native(x)?);
         }
         t[1].push(per(s));
+        set_native_threads(1);
+        let s = Instant::now();
+        for x in &q {
+            std::hint::black_box(art.run_native(x)?);
+        }
+        t[2].push(per(s));
+        set_native_threads(0);
         let s = Instant::now();
         for x in &q {
             image[in_off..in_off + x[0].len()].copy_from_slice(&x[0]);
             kernels(&art, &mut image)?;
             std::hint::black_box(&image[out_rng.clone()]);
         }
-        t[2].push(per(s));
+        t[3].push(per(s));
+        let s = Instant::now();
+        for x in &q {
+            image[in_off..in_off + x[0].len()].copy_from_slice(&x[0]);
+            reference_kernels(&art, &mut image)?;
+            std::hint::black_box(&image[out_rng.clone()]);
+        }
+        t[4].push(per(s));
         let s = Instant::now();
         for x in &q {
             std::hint::black_box(art.run_wasm(x)?);
         }
-        t[3].push(per(s));
+        t[5].push(per(s));
         let (mut inst, s) = (0.0, Instant::now());
         for x in &q {
             let s = Instant::now();
@@ -293,9 +339,9 @@ fn body() -> TractResult<()> {
             wasm_steps(&art, &mut sb, None)?;
         }
         let (all, inst) = (per(s), inst * 1e6 / n as f64);
-        t[4].push(all);
-        t[5].push(inst);
-        t[6].push(all - inst);
+        t[6].push(all);
+        t[7].push(inst);
+        t[8].push(all - inst);
     }
     let s = Instant::now();
     for _ in 0..reps {
@@ -305,7 +351,7 @@ fn body() -> TractResult<()> {
     let med: Vec<f64> = t.iter().map(|v| median(v.clone())).collect();
     println!("variant                                 us/inf  inf/s    Mfuel/s   vs (a)");
     for (k, name) in names.iter().enumerate() {
-        let mfuel = if k >= 3 && k != 5 {
+        let mfuel = if k >= 5 && k != 7 {
             format!("{:8.1}", fuel as f64 / med[k])
         } else {
             " ".repeat(8)
@@ -324,10 +370,13 @@ fn body() -> TractResult<()> {
     println!("ratios (median of per-repetition ratios, [min, max])");
     for (what, a, b, goal) in [
         ("(b)/(a)   native / tract", 1, 0, "   goal <= 1.0"),
-        ("(b')/(a)  native kernels / tract", 2, 0, ""),
-        ("(c)/(b)   wasm run_wasm / native", 3, 1, "   goal <= 10"),
-        ("(c')/(b)  wasm precompiled / native", 4, 1, ""),
-        ("steps/(b') wasm steps / native kernels", 6, 2, ""),
+        ("(b1)/(a)  native 1 thread / tract", 2, 0, "   goal <= 1.0"),
+        ("(b')/(a)  native kernels / tract", 3, 0, ""),
+        ("(r)/(a)   reference kernels / tract", 4, 0, ""),
+        ("(r)/(b')  reference / fast kernels", 4, 3, ""),
+        ("(c)/(b)   wasm run_wasm / native", 5, 1, "   goal <= 10"),
+        ("(c')/(b)  wasm precompiled / native", 6, 1, ""),
+        ("steps/(b') wasm steps / native kernels", 8, 3, ""),
     ] {
         println!("  {what:<39}{}{goal}", spread(&ratio(a, b)));
     }
@@ -343,10 +392,10 @@ fn body() -> TractResult<()> {
             sb.write_input(in_off as u64, &x[0])?;
             wasm_steps(&art, &mut sb, Some(&mut w))?;
             image[in_off..in_off + x[0].len()].copy_from_slice(&x[0]);
-            for (j, node) in art.program.nodes.iter().enumerate() {
+            for (j, kj) in k.iter_mut().enumerate() {
                 let s = Instant::now();
-                family::run_native(&node.op, &art.program, &mut image)?;
-                k[j] += s.elapsed().as_secs_f64();
+                art.run_node_native(j, &mut image)?;
+                *kj += s.elapsed().as_secs_f64();
             }
         }
         for j in 0..nn {
@@ -387,7 +436,7 @@ fn body() -> TractResult<()> {
     println!("wasm steps run at {ns_fuel:.2} ns/fuel; fuel/work allowed for wasm steps <= 10x, now {fpw:.1}:");
     for (what, us) in [
         ("(b)  run_native with roots", med[1]),
-        ("(b') native kernels only", med[2]),
+        ("(b') native kernels only", med[3]),
         ("(a)  tract, i.e. native at its goal", med[0]),
     ] {
         let need = 10.0 * us * 1e3 / ns_fuel / twork as f64;
@@ -395,12 +444,22 @@ fn body() -> TractResult<()> {
     }
     println!(
         "fixed wasm costs: compile {compile:.0} us (once per artifact), instantiate+input per inference {:.1} us",
-        med[5]
+        med[7]
     );
     println!(
         "peak memory (VmHWM, whole process): {:.1} MiB after section 1, {:.1} MiB at the end",
         hwm_lowering as f64 / 1024.0,
         vm_hwm_kib() as f64 / 1024.0
     );
-    Ok(())
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "load average (1, 5, 15 min): {}",
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
+
+    // ---- 5. MiniLM -------------------------------------------------------
+    minilm::section(if quick { 1 } else { 5 })
 }
