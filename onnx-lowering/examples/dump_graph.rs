@@ -2,6 +2,8 @@
 //! `[1, SEQ]` (a debugging aid for new import rules), and with `--time
 //! TOKENS.npz` times tract's optimized f32 plan on the first row of the
 //! npz arrays (named as the inputs), the reference of the speed ratios.
+//! `--f32 1,1,8,8` makes every input f32 of that shape instead (image
+//! models such as the digits CNN and its quantized variants).
 use std::time::Instant;
 use tract_onnx::prelude::*;
 
@@ -11,12 +13,23 @@ fn main() -> TractResult<()> {
     let args: Vec<String> = std::env::args().collect();
     let path = args
         .get(1)
-        .expect("usage: dump_graph MODEL.onnx [--time TOKENS.npz]");
+        .expect("usage: dump_graph MODEL.onnx [--time TOKENS.npz | --f32 D0,D1,..]");
     let mut model = tract_onnx::onnx()
         .with_ignore_value_info(true)
         .model_for_path(path)?;
+    let f32_shape: Option<Vec<usize>> =
+        (args.get(2).map(String::as_str) == Some("--f32")).then(|| {
+            args[3]
+                .split(',')
+                .map(|d| d.parse().expect("a dimension"))
+                .collect()
+        });
     for i in 0..model.inputs.len() {
-        model.set_input_fact(i, InferenceFact::dt_shape(i64::datum_type(), [1usize, SEQ]))?;
+        let fact = match &f32_shape {
+            Some(s) => InferenceFact::dt_shape(f32::datum_type(), s.clone()),
+            None => InferenceFact::dt_shape(i64::datum_type(), [1usize, SEQ]),
+        };
+        model.set_input_fact(i, fact)?;
     }
     let typed = model.into_typed()?.into_decluttered()?;
     if args.get(2).map(String::as_str) == Some("--time") {
