@@ -171,26 +171,40 @@ fn qoperator_models_lower_through_qdq() {
     }
 }
 
+/// The weight tensor of the IR node whose name starts with `prefix`.
+fn weight_of(imp: &Imported, prefix: &str) -> Vec<i8> {
+    let (name, _) = imp
+        .report
+        .ir_nodes
+        .iter()
+        .find(|(n, _)| n.starts_with(prefix))
+        .unwrap_or_else(|| panic!("no IR node {prefix}"));
+    constant_i8(&imp.program, &format!("{name}.weight"))
+}
+
 #[test]
-fn dynamic_matmul_integer_model_keeps_its_int8_weights() {
-    let (imp, a) = lower("dynamic", Some(64));
-    println!("dynamic: {:?}", imp.report.ir_nodes);
-    assert_eq!(imp.report.onnx_ops.get("MatMulInteger"), Some(&1));
-    // The weight is stored [K, N] = [64, 10]; the IR keeps rows of N.
-    let path = dir().join("model_dynamic.onnx");
-    let w = initializer_i8(&path, "fc_w_Transposed_quantized");
-    let transposed: Vec<i8> = (0..10)
-        .flat_map(|n| (0..64).map(move |k| (n, k)))
-        .map(|(n, k)| w[k * 10 + n])
-        .collect();
-    let name = &imp.report.ir_nodes.last().unwrap().0;
-    assert_eq!(
-        constant_i8(&imp.program, &format!("{name}.weight")),
-        transposed
-    );
-    let pct = agreement("dynamic", &imp, &a);
-    assert!(pct >= 99.0, "agreement {pct:.2} %");
-    engines_agree(&imp, &a);
+fn dynamic_matmul_and_conv_integer_models_keep_their_int8_weights() {
+    for (variant, convs) in [("dynamic", None), ("dynamic_conv", Some(2))] {
+        let (imp, a) = lower(variant, Some(64));
+        println!("{variant}: {:?}", imp.report.ir_nodes);
+        assert_eq!(imp.report.onnx_ops.get("MatMulInteger"), Some(&1));
+        assert_eq!(imp.report.onnx_ops.get("ConvInteger"), convs.as_ref());
+        // The weight is stored [K, N] = [64, 10]; the IR keeps rows of N.
+        let path = dir().join(format!("model_{variant}.onnx"));
+        let w = initializer_i8(&path, "fc_w_Transposed_quantized");
+        let transposed: Vec<i8> = (0..10)
+            .flat_map(|n| (0..64).map(move |k| (n, k)))
+            .map(|(n, k)| w[k * 10 + n])
+            .collect();
+        assert_eq!(weight_of(&imp, "fc_MatMul_quant"), transposed);
+        if convs.is_some() {
+            let w = initializer_i8(&path, "conv2_w_quantized");
+            assert_eq!(weight_of(&imp, "conv2_quant"), w);
+        }
+        let pct = agreement(variant, &imp, &a);
+        assert!(pct >= 99.0, "{variant}: agreement {pct:.2} %");
+        engines_agree(&imp, &a);
+    }
 }
 
 #[test]
