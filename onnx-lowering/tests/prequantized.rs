@@ -80,6 +80,14 @@ fn agreement(variant: &str, imp: &Imported, a: &Artifact) -> f64 {
 
 /// Both engines give the same root at every node boundary.
 fn engines_agree(imp: &Imported, a: &Artifact) {
+    let last = a.nodes.last().unwrap();
+    println!(
+        "{} IR nodes, {} steps, {} fuel, module {} B",
+        a.nodes.len(),
+        last.end_step,
+        last.end_fuel,
+        a.wasm().len()
+    );
     for x in images().chunks(64).step_by(599) {
         let input = vec![quantize_input(imp, 0, x).unwrap()];
         let (w, n) = (a.run_wasm(&input).unwrap(), a.run_native(&input).unwrap());
@@ -134,6 +142,11 @@ const LOGITS_SCALE: f32 = 0.343_945_68;
 fn qdq_model_uses_its_own_scales_and_weights() {
     let (imp, a) = lower("qdq", None);
     println!("qdq: {:?}", imp.report.ir_nodes);
+    // Each ReLU has its conv's scale: it is the conv's fused clamp.
+    assert_eq!(
+        kinds(&imp),
+        ["conv", "maxpool", "conv", "maxpool", "matmul"]
+    );
     let p = &imp.program;
     let scale = |t: usize| p.tensors[t].scale().unwrap();
     assert_eq!(scale(p.inputs[0]), INPUT_SCALE);

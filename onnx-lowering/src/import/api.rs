@@ -58,6 +58,7 @@ pub fn import(model_path: &Path, opts: &ImportOptions) -> Result<Imported, Lower
     guarded("lowering the model", || {
         let mut plan = super::analyze::analyze(&loaded.model)?;
         super::prequant::attach_int_weights(&mut plan, &loaded.weight_scales);
+        super::prequant::fuse_relu_tables(&mut plan);
         super::lower::check_size(&plan)?;
         let default;
         let samples = match &opts.calibration {

@@ -15,7 +15,9 @@
 //!   `QuantizeLinear` becomes an identity table (`ir::Lut`) to the new
 //!   scale. An element-wise op between a `DequantizeLinear` and a
 //!   `QuantizeLinear` (the ReLU of a QDQ graph) is the usual table, from
-//!   the input's scale to the output's: exact for a function of one `i8`.
+//!   the input's scale to the output's: exact for a function of one `i8`
+//!   (a ReLU with equal scales after a conv or matmul is that op's fused
+//!   clamp instead, [`fuse_relu_tables`]).
 //!   Reshapes of the `int8` tensors are aliases, identity lookup tables
 //!   (tract's rewrite of a `DequantizeLinear` -> reshape ->
 //!   `QuantizeLinear` with equal parameters) read the same bytes.
@@ -323,5 +325,57 @@ pub fn weights(plan: &Plan, name: &str, weight: &[f64], rows: usize) -> (Vec<i8>
     match plan.int_weights.get(name) {
         Some(w) => w.clone(),
         None => quantize_rows(weight, rows),
+    }
+}
+
+/// `Max(x, 0)`, either way round.
+fn is_relu(e: &Expr) -> bool {
+    use super::plan::BinFn;
+    match e {
+        Expr::Bin(BinFn::Max, a, b) => matches!(
+            (&**a, &**b),
+            (Expr::Var, Expr::Const(c)) | (Expr::Const(c), Expr::Var) if *c == 0.0
+        ),
+        _ => false,
+    }
+}
+
+/// A ReLU table between a `DequantizeLinear` and a `QuantizeLinear` with
+/// the same scale, on the output of a conv or matmul read by nothing
+/// else, is the clamp `max(q, 0)`: it becomes the linear step's fused
+/// ReLU and an alias (the same integers, one node less).
+pub fn fuse_relu_tables(plan: &mut Plan) {
+    for i in 0..plan.steps.len() {
+        let Step::Pointwise {
+            input,
+            output,
+            expr,
+            ..
+        } = &plan.steps[i]
+        else {
+            continue;
+        };
+        let (input, output) = (*input, *output);
+        let same = matches!(
+            (plan.fixed_scales.get(&input), plan.fixed_scales.get(&output)),
+            (Some(a), Some(b)) if a == b
+        );
+        let readers = plan
+            .steps
+            .iter()
+            .filter(|s| s.inputs().contains(&input))
+            .count();
+        let is_output = plan.outputs.contains(&input);
+        if !is_relu(expr) || !same || readers != 1 || is_output {
+            continue;
+        }
+        let Some(j) = plan.steps.iter().position(|s| s.output() == input) else {
+            continue;
+        };
+        match &mut plan.steps[j] {
+            Step::Conv { relu, .. } | Step::MatMul { relu, .. } => *relu = true,
+            _ => continue,
+        }
+        plan.steps[i] = Step::Alias { input, output };
     }
 }

@@ -353,8 +353,9 @@ impl Canon<'_> {
             let ix = i - 1;
             self.g.node.splice(ix..=ix, [dw, op]);
             self.g.node.retain(|x| {
-                !(x.op_type == "Cast" && x.output == cast.output)
-                    && !(x.op_type == "Mul" && x.output == mul.output)
+                let is_cast = x.op_type == "Cast" && x.output == cast.output;
+                let is_mul = x.op_type == "Mul" && x.output == mul.output;
+                !(is_cast || is_mul)
             });
             let unused = |g: &pb::GraphProto, outs: &[String]| {
                 outs.iter()
