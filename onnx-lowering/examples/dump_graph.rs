@@ -2,6 +2,8 @@
 //! `[1, SEQ]` or f32 of a concrete declared shape (a debugging aid for new import rules), and with `--time
 //! TOKENS.npz` times tract's optimized f32 plan on the first row of the
 //! npz arrays (named as the inputs), the reference of the speed ratios.
+//! `--f32 1,1,8,8` makes every input f32 of that shape instead (image
+//! models such as the digits CNN and its quantized variants).
 use std::time::Instant;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_hir::infer::Factoid;
@@ -12,18 +14,31 @@ fn main() -> TractResult<()> {
     let args: Vec<String> = std::env::args().collect();
     let path = args
         .get(1)
-        .expect("usage: dump_graph MODEL.onnx [--time TOKENS.npz]");
+        .expect("usage: dump_graph MODEL.onnx [--time TOKENS.npz | --f32 D0,D1,..]");
     let mut model = tract_onnx::onnx()
         .with_ignore_value_info(true)
         .model_for_path(path)?;
+    let f32_shape: Option<Vec<usize>> =
+        (args.get(2).map(String::as_str) == Some("--f32")).then(|| {
+            args[3]
+                .split(',')
+                .map(|d| d.parse().expect("a dimension"))
+                .collect()
+        });
     for i in 0..model.inputs.len() {
-        // f32 inputs with a concrete shape (e.g. an LSTM's `[seq, 1, input]`)
-        // keep it; the others are token ids `[1, SEQ]`.
+        // `--f32 SHAPE` makes every input f32 of that shape; otherwise f32
+        // inputs with a concrete shape (e.g. an LSTM's `[seq, 1, input]`)
+        // keep it, and the others are token ids `[1, SEQ]`.
         let fact = model.input_fact(i)?.clone();
         let keep = fact.datum_type.concretize() == Some(f32::datum_type())
             && fact.shape.concretize().is_some();
-        if !keep {
-            model.set_input_fact(i, InferenceFact::dt_shape(i64::datum_type(), [1usize, SEQ]))?;
+        match &f32_shape {
+            Some(s) => {
+                model.set_input_fact(i, InferenceFact::dt_shape(f32::datum_type(), s.clone()))?
+            }
+            None if !keep => model
+                .set_input_fact(i, InferenceFact::dt_shape(i64::datum_type(), [1usize, SEQ]))?,
+            None => {}
         }
     }
     let typed = model.into_typed()?.into_decluttered()?;

@@ -1,6 +1,8 @@
 //! The MiniLM sentence encoder (all-MiniLM-L6-v2, `fixtures/minilm`):
 //! lowering, accuracy of the native integer program against the f32
-//! reference embeddings, and native vs. Wasm node-boundary roots.
+//! reference embeddings, and native vs. Wasm node-boundary roots; the
+//! same for the int8-weight model (`model_int8w.onnx`, weights stored as
+//! `Cast(int8) * scale`) against its own onnxruntime reference.
 //!
 //! Opt-in: the 90 MB model lives in the gitignored `fixtures/cache/minilm`
 //! (made by `fixtures/minilm/fetch.py`); without it these tests print a
@@ -22,7 +24,11 @@ fn dir() -> PathBuf {
 }
 
 fn model() -> Option<PathBuf> {
-    let p = dir().join("../cache/minilm/model_f32.onnx");
+    model_file("model_f32.onnx")
+}
+
+fn model_file(file: &str) -> Option<PathBuf> {
+    let p = dir().join("../cache/minilm").join(file);
     if p.exists() {
         Some(p)
     } else {
@@ -44,7 +50,11 @@ fn tokens() -> Vec<Vec<i64>> {
 }
 
 fn reference() -> Vec<f32> {
-    let f = std::fs::File::open(dir().join("reference_embeddings.npy")).unwrap();
+    reference_file("reference_embeddings.npy")
+}
+
+fn reference_file(file: &str) -> Vec<f32> {
+    let f = std::fs::File::open(dir().join(file)).unwrap();
     npyz::NpyFile::new(std::io::BufReader::new(f))
         .unwrap()
         .into_vec::<f32>()
@@ -145,7 +155,11 @@ fn lowered() -> Option<&'static (Imported, Artifact)> {
 /// Cosine similarity with the f32 reference of every sentence (native
 /// engine).
 fn cosines(imp: &Imported, art: &Artifact) -> Vec<f64> {
-    let (tok, refs) = (tokens(), reference());
+    cosines_with(imp, art, &reference())
+}
+
+fn cosines_with(imp: &Imported, art: &Artifact, refs: &[f32]) -> Vec<f64> {
+    let tok = tokens();
     let t0 = Instant::now();
     let cos: Vec<f64> = (0..SENTENCES)
         .map(|s| {
@@ -199,6 +213,52 @@ fn minilm_wasm_and_native_node_boundary_roots_agree() {
     let t0 = Instant::now();
     let wasm = art.run_wasm(&x).unwrap();
     println!("wasm run: {:?}", t0.elapsed());
+    let native = art.run_native(&x).unwrap();
+    assert_eq!(wasm.roots().len(), art.nodes.len() + 1);
+    assert_eq!(wasm.roots(), native.roots(), "node-boundary roots differ");
+}
+
+/// The int8-weight model, lowered once for the tests below.
+fn lowered_int8w() -> Option<&'static (Imported, Artifact)> {
+    static CELL: OnceLock<(Imported, Artifact)> = OnceLock::new();
+    let path = model_file("model_int8w.onnx")?;
+    Some(CELL.get_or_init(|| lower(&path, &tokens())))
+}
+
+/// The int8-weight model lowers (its `Cast(int8) * scale` weights folded
+/// before tract reads the graph, the matmuls keeping the int8 values where
+/// their input has one scale), and its embeddings stay close to
+/// onnxruntime's output of that model (floor at the level measured for the
+/// f32 model, whose scheme it shares).
+#[test]
+fn minilm_int8w_lowers_and_native_embeddings_stay_above_the_measured_floor() {
+    let Some((imp, art)) = lowered_int8w() else {
+        return;
+    };
+    let own = imp
+        .program
+        .tensors
+        .iter()
+        .filter(|t| t.name.ends_with(".weight"))
+        .count();
+    println!(
+        "int8w: {} IR nodes, {own} weight tensors",
+        imp.program.nodes.len()
+    );
+    let cos = cosines_with(imp, art, &reference_file("reference_embeddings_int8w.npy"));
+    assert!(
+        cos.iter().all(|c| *c >= 0.995),
+        "int8w accuracy regressed: {cos:.5?}"
+    );
+}
+
+#[test]
+fn minilm_int8w_wasm_and_native_node_boundary_roots_agree() {
+    let Some((imp, art)) = lowered_int8w() else {
+        return;
+    };
+    let x = inputs(imp, &tokens(), 0);
+    let wasm = art.run_wasm(&x).unwrap();
     let native = art.run_native(&x).unwrap();
     assert_eq!(wasm.roots().len(), art.nodes.len() + 1);
     assert_eq!(wasm.roots(), native.roots(), "node-boundary roots differ");

@@ -424,6 +424,8 @@ impl Walker<'_> {
         }
         if node.op_is::<TypedSource>() || node.op_is::<Const>() {
             // Inputs are defined up front; constants are read by their consumers.
+        } else if self.prequant_node(node)? {
+            // A quantize / dequantize of a pre-quantized model.
         } else if let Some(conv) = node.op_as::<Conv>() {
             let lin = linear::conv(self.model, node, conv)?;
             self.linear(node, lin)?;

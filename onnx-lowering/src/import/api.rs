@@ -56,7 +56,9 @@ pub struct Imported {
 pub fn import(model_path: &Path, opts: &ImportOptions) -> Result<Imported, LowerError> {
     let loaded = load(model_path, &opts.input_shapes)?;
     guarded("lowering the model", || {
-        let plan = super::analyze::analyze(&loaded.model)?;
+        let mut plan = super::analyze::analyze(&loaded.model)?;
+        super::prequant::attach_int_weights(&mut plan, &loaded.weight_scales);
+        super::prequant::fuse_relu_tables(&mut plan);
         super::lower::check_size(&plan)?;
         let default;
         let samples = match &opts.calibration {

@@ -17,6 +17,8 @@ pub struct Loaded {
     pub model: TypedModel,
     pub onnx_ops: BTreeMap<String, usize>,
     pub parameters: u64,
+    /// Scales of the model's constant int8 weights (pre-quantized models).
+    pub weight_scales: Vec<super::qcanon::WeightScales>,
 }
 
 fn onnx_err(e: impl std::fmt::Display) -> LowerError {
@@ -135,7 +137,7 @@ pub fn load(path: &Path, overrides: &[(String, Vec<usize>)]) -> Result<Loaded, L
     let bytes = std::fs::read(path)?;
     guarded("reading the ONNX model", || {
         let onnx = tract_onnx::onnx();
-        let proto = onnx
+        let mut proto = onnx
             .proto_model_for_read(&mut &bytes[..])
             .map_err(onnx_err)?;
         let graph = proto
@@ -146,6 +148,7 @@ pub fn load(path: &Path, overrides: &[(String, Vec<usize>)]) -> Result<Loaded, L
         super::recurrent::check_onnx_lstm(graph)?;
         let onnx_ops = count_ops(graph);
         let parameters = count_parameters(graph);
+        let weight_scales = super::qcanon::canonicalize(&mut proto)?;
         // Exporters' `value_info` may name symbolic dimensions that clash
         // with the concrete input shapes set below; tract infers them anyway.
         let onnx = onnx.with_ignore_value_info(true);
@@ -209,6 +212,7 @@ pub fn load(path: &Path, overrides: &[(String, Vec<usize>)]) -> Result<Loaded, L
             model,
             onnx_ops,
             parameters,
+            weight_scales,
         })
     })
 }

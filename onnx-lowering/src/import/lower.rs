@@ -183,7 +183,10 @@ impl Lowering<'_> {
             }
             None => weight,
         };
-        let (wq, sw) = quantize_rows(weight, channels);
+        let (wq, sw) = match self.cols[input] {
+            Some(_) => quantize_rows(weight, channels),
+            None => super::prequant::weights(self.plan, name, weight, channels),
+        };
         let k = weight.len() / channels.max(1);
         let reach = match self.half[input] {
             Some(r) => i64::from(r) * max_row_sum(&wq, k),
@@ -921,9 +924,13 @@ fn i16_values(plan: &Plan, output_roots: &[bool]) -> Vec<Option<i32>> {
         for s in readers(o) {
             match s {
                 Step::MatMul {
-                    input, weight, n, ..
+                    name,
+                    input,
+                    weight,
+                    n,
+                    ..
                 } if *input == o => {
-                    let (wq, _) = quantize_rows(weight, *n);
+                    let (wq, _) = super::prequant::weights(plan, name, weight, *n);
                     reach = reach.max(max_row_sum(&wq, weight.len() / (*n).max(1)));
                 }
                 _ => to_matmuls = false,
@@ -1073,8 +1080,10 @@ fn attention_values(plan: &Plan, output_roots: &[bool], half: &mut [Option<i32>]
         let mut ok = !ctx_readers.is_empty();
         for s in &ctx_readers {
             match s {
-                Step::MatMul { weight, n, .. } => {
-                    let (wq, _) = quantize_rows(weight, *n);
+                Step::MatMul {
+                    name, weight, n, ..
+                } => {
+                    let (wq, _) = super::prequant::weights(plan, name, weight, *n);
                     reach = reach.max(max_row_sum(&wq, weight.len() / (*n).max(1)));
                 }
                 _ => ok = false,
@@ -1104,6 +1113,9 @@ pub fn lower(plan: &Plan, ranges: &Calibration) -> Result<Lowered, LowerError> {
     let n = plan.values.len();
     let mut alias_of: Vec<Option<ValueId>> = vec![None; n];
     let mut scales: Vec<f32> = ranges.max.iter().map(|r| act_scale(*r)).collect();
+    for (v, s) in &plan.fixed_scales {
+        scales[*v] = *s;
+    }
     // Before the aliases take their inputs' scales: an alias of a view.
     recurrent_lower::view_scales(plan, &mut scales);
     for step in &plan.steps {

@@ -15,6 +15,8 @@ pub mod load;
 pub mod lower;
 pub mod mathfn;
 pub mod plan;
+pub mod prequant;
+pub mod qcanon;
 pub mod quantize;
 pub mod recurrent;
 pub mod report;

@@ -4,6 +4,7 @@
 //! absorbed per-channel scaling and offsets applied.
 
 use super::mathfn;
+use std::collections::BTreeMap;
 
 /// Index of a value in [`Plan::values`].
 pub type ValueId = usize;
@@ -238,6 +239,12 @@ pub struct Plan {
     /// Groups of values quantized with one scale, that of the group's
     /// largest range (an unrolled loop's per-timestep values of one role).
     pub shared_scales: Vec<Vec<ValueId>>,
+    /// Pre-quantized models: scales the model fixes (its `QuantizeLinear`
+    /// nodes), instead of calibrated ones (see [`super::prequant`]).
+    pub fixed_scales: BTreeMap<ValueId, f32>,
+    /// Pre-quantized models: the model's own int8 weights and per-row
+    /// scales of linear steps, by step name.
+    pub int_weights: BTreeMap<String, (Vec<i8>, Vec<f64>)>,
 }
 
 impl Plan {
