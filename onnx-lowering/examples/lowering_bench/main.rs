@@ -29,6 +29,7 @@ use tract_onnx::prelude::tract_data::internal::{anyhow, ensure};
 use tract_onnx::prelude::*;
 
 mod minilm;
+mod paddleocr;
 
 const N_IMAGES: usize = 1797;
 
@@ -461,5 +462,8 @@ fn body() -> TractResult<()> {
     );
 
     // ---- 5. MiniLM -------------------------------------------------------
-    minilm::section(if quick { 1 } else { 5 })
+    minilm::section(if quick { 1 } else { 5 })?;
+
+    // ---- 6. PaddleOCR (third-party) -------------------------------------
+    paddleocr::section(if quick { 1 } else { 7 })
 }
