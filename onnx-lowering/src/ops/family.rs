@@ -51,7 +51,7 @@ pub struct Scheduled {
 }
 
 /// Every kernel, in kernel-id order (conv's text is generated on first use).
-pub static KERNELS: LazyLock<[&Kernel; 18]> = LazyLock::new(|| {
+pub static KERNELS: LazyLock<[&Kernel; 21]> = LazyLock::new(|| {
     [
         &matmul::KERNEL,
         &conv::KERNEL,
@@ -71,6 +71,9 @@ pub static KERNELS: LazyLock<[&Kernel; 18]> = LazyLock::new(|| {
         &masked_softmax::KERNEL_16,
         &act_matmul::KERNEL_16,
         &col_add::KERNEL,
+        &layer_norm::KERNEL_16,
+        &col_add::KERNEL_16,
+        &masked_softmax::KERNEL_16I,
     ]
 });
 
