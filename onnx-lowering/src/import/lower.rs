@@ -652,20 +652,14 @@ impl Lowering<'_> {
                 rows,
                 len,
                 ..
-            } if self.half[out_v].is_some() => {
-                self.layer_norm16(name, (*a, *b, out_v), (gamma, beta, *eps), *rows, *len)?
+            } => {
+                let (io, params) = ((*a, *b, out_v), (&gamma[..], &beta[..], *eps));
+                if self.half[out_v].is_some() {
+                    self.layer_norm16(name, io, params, *rows, *len)?
+                } else {
+                    self.layer_norm(name, io, params, *rows, *len)?
+                }
             }
-            Step::LayerNorm {
-                name,
-                a,
-                b,
-                gamma,
-                beta,
-                eps,
-                rows,
-                len,
-                ..
-            } => self.layer_norm(name, (*a, *b, out_v), (gamma, beta, *eps), *rows, *len)?,
             Step::ActMatMul {
                 name,
                 a,
