@@ -1,6 +1,9 @@
 //! Per-tensor error of the integer program against the float plan, on one
 //! sample: for every IR tensor with a scale, `1 - cosine` and the relative
-//! RMS error of its dequantized values against the plan's `f64` values.
+//! RMS error of its dequantized values against the plan's `f64` values
+//! (with the tensor's one scale, meaningless for tensors with per-column
+//! scales), and the relative RMS error after a least-squares scale per
+//! column (last axis), which is meaningful for those too.
 //!
 //! `cargo run --release --example tensor_errors -- MODEL.onnx INPUTS.npz
 //! [ROW]` where `INPUTS.npz` holds one array per model input (named as the
@@ -84,12 +87,29 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             nb += w * w;
             err += (g - w) * (g - w);
         }
+        // Per-column least-squares scale: meaningful for tensors with
+        // per-column scales too (slightly optimistic for the others).
+        let len = t.shape.last().copied().unwrap_or(1).max(1) as usize;
+        let (mut gw, mut gg) = (vec![0.0f64; len], vec![0.0f64; len]);
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            gw[i % len] += f64::from(*g) * w;
+            gg[i % len] += f64::from(*g) * f64::from(*g);
+        }
+        let fit = |i: usize| if gg[i] > 0.0 { gw[i] / gg[i] } else { 0.0 };
+        let col_err: f64 = got
+            .iter()
+            .zip(want)
+            .enumerate()
+            .map(|(i, (g, w))| (fit(i % len) * f64::from(*g) - w).powi(2))
+            .sum();
         println!(
-            "{:<60} {:<14} 1-cos {:.2e}  rel.rms {:.3}  scale {:.4}",
+            "{:<60} {:<14} {:<4} 1-cos {:.2e}  rel.rms {:.4}  per-col fit {:.4}  scale {:.3e}",
             t.name,
             node.op.kind(),
+            format!("{:?}", t.dtype).to_lowercase(),
             1.0 - dot / (na.sqrt() * nb.sqrt()).max(1e-30),
             (err / nb.max(1e-30)).sqrt(),
+            (col_err / nb.max(1e-30)).sqrt(),
             t.scale().unwrap_or(0.0)
         );
     }

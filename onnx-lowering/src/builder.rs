@@ -109,6 +109,15 @@ impl ProgramBuilder {
         t
     }
 
+    /// A constant `i16` tensor.
+    pub fn const_i16(&mut self, name: &str, shape: &[u32], data: &[i16]) -> TensorId {
+        let t = self.tensor(name, DType::I16, shape, TensorKind::Constant);
+        assert_eq!(data.len() as u32, self.program.tensors[t].len());
+        let bytes = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.program.constants.push(Constant { tensor: t, bytes });
+        t
+    }
+
     /// A constant `i32` tensor.
     pub fn const_i32(&mut self, name: &str, shape: &[u32], data: &[i32]) -> TensorId {
         let t = self.tensor(name, DType::I32, shape, TensorKind::Constant);

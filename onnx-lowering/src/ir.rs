@@ -339,13 +339,28 @@ pub struct Gather {
 /// Per-column `wa`, `wb` let inputs and outputs have per-column scales
 /// (`gamma`, `beta` divide by the output column's scale). A single input is
 /// `wb = 0`.
+///
+/// `a`, `b` and `output` may instead all be `i16` (a transformer's `i16`
+/// residual stream). Then the deviations are rounded to `T = (61 -
+/// bitlen(len)) / 2` bits before they are squared, so that the variance
+/// sum stays below `2^62` however large the weights (per row, in `i64`):
+///
+/// ```text
+/// m      = max(len * max_l x[l] - sum, sum - len * min_l x[l])   (max |d[l]|)
+/// sh     = max(bitlen(m) - T, 0)        (bitlen(m) = 64 - leading zeros)
+/// dv[l]  = (d[l] + 2^sh / 2) >> sh       (2^sh / 2 = 0 when sh = 0)
+/// S      = max(isqrt(sum_l dv[l]^2 + (eps >> min(2 sh, 63))), 1)
+/// N[l]   = dv[l] * gamma[l] + beta[l] * S
+/// q[l]   = floor((N[l] + S * 2^(k-1)) / (S * 2^k))
+/// out[l] = clamp(q[l], -32768, 32767)
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LayerNorm {
-    /// `i8`, `rows * len` elements
+    /// `i8` (or `i16`), `rows * len` elements
     pub a: TensorId,
-    /// `i8`, `rows * len` elements
+    /// `i8` (or `i16`), `rows * len` elements
     pub b: TensorId,
-    /// `i8`, `rows * len` elements
+    /// `i8` (or `i16`), `rows * len` elements
     pub output: TensorId,
     /// `i32 [len]`
     pub gamma: TensorId,
@@ -412,6 +427,13 @@ pub struct ActMatMul {
 /// `0 <= m < 2^31`, `0 <= shift <= 54` and `0 <= dmax < 2^31` (so the
 /// product stays below 2^62); an `i8` input uses `m = 1`, `shift = 0`,
 /// `dmax = 255`, i.e. the index `mx - x`.
+///
+/// With an `i16` output the table may instead hold 257 knots (`i32
+/// [257]`, entries in `0..=2^24`), interpolated linearly: the index has 8
+/// fractional bits, `j = min((min(mx - x, dmax) m) >> shift, 255 * 256)`,
+/// `h = j >> 8`, and `e[l] = t[h] + (((t[h + 1] - t[h]) (j & 255) + 128)
+/// >> 8)` (the import's knots are `round(2^20 exp(-h / 16))`: a relative
+/// error below `1/2048` instead of a step of `1/16` in the exponent).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MaskedSoftmax {
     pub input: TensorId,
@@ -454,7 +476,8 @@ pub struct Interp {
 /// `len` values, rescaled per column `l`: in `i64`,
 /// `out[r, l] = clamp(((a[r, l] * ma[l] + b[r, l] * mb[l] + 2^(s[l]-1)) >> s[l]), lo, hi)`
 /// with `ma`, `mb`, `s` `i32 [len]`, `1 <= s[l] <= 62`, `lo..=hi` in
-/// `i8` (a transformer's embedding sum with per-column scales).
+/// `i8` (a transformer's embedding sum with per-column scales). The
+/// output may be `i16` instead, with `lo..=hi` in `i16`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ColAdd {
     pub a: TensorId,

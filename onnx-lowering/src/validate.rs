@@ -315,8 +315,10 @@ impl Program {
                 if r == 0 || l == 0 || l > 1 << 16 || r * l > u64::from(u32::MAX) {
                     return Err(bad(node, "layer_norm dimensions out of range"));
                 }
+                let wide = self.get(o.output, node, "output")?.dtype == DType::I16;
+                let dt = if wide { DType::I16 } else { DType::I8 };
                 for (what, id) in [("a", o.a), ("b", o.b), ("output", o.output)] {
-                    self.expect(node, what, id, DType::I8, r * l)?;
+                    self.expect(node, what, id, dt, r * l)?;
                 }
                 self.expect(node, "gamma", o.gamma, DType::I32, l)?;
                 self.expect(node, "beta", o.beta, DType::I32, l)?;
@@ -341,6 +343,15 @@ impl Program {
                     .collect();
                 let total: u128 = c.iter().sum();
                 let l = u128::from(o.len);
+                if wide {
+                    // The i16 variant rounds d before squaring: only |d[l]|
+                    // <= 32768 (len c[l] + C) < 2^61 is needed.
+                    let cmax = c.iter().copied().max().unwrap_or(0);
+                    if 32768 * (l * cmax + total) >= 1 << 61 {
+                        return Err(bad(node, "layer_norm weights too large for i64"));
+                    }
+                    return Ok(());
+                }
                 let var: u128 = c
                     .iter()
                     .map(|c| {
@@ -428,9 +439,17 @@ impl Program {
                 if o.multiplier < 0 || !(0..=54).contains(&o.shift) || o.dmax < 0 {
                     return Err(bad(node, "masked_softmax index scaling out of range"));
                 }
-                self.expect(node, "table", o.table, DType::I32, 256)?;
+                // 257 knots: the interpolated table of the i16 output.
+                let knots = if half && self.get(o.table, node, "table")?.len() == 257 {
+                    257
+                } else {
+                    256
+                };
+                self.expect(node, "table", o.table, DType::I32, knots)?;
                 let at = self.tensors[o.table].offset as usize;
-                if (0..256).any(|d| !(0..=1 << 24).contains(&read_i32(image, at + 4 * d))) {
+                if (0..knots as usize)
+                    .any(|d| !(0..=1 << 24).contains(&read_i32(image, at + 4 * d)))
+                {
                     return Err(bad(node, "softmax table entries out of range"));
                 }
                 Ok(())
@@ -446,9 +465,12 @@ impl Program {
                 if r == 0 || l == 0 || r * l > u64::from(u32::MAX) {
                     return Err(bad(node, "col_add dimensions out of range"));
                 }
-                for (what, id) in [("a", o.a), ("b", o.b), ("output", o.output)] {
+                for (what, id) in [("a", o.a), ("b", o.b)] {
                     self.expect(node, what, id, DType::I8, r * l)?;
                 }
+                let wide = self.get(o.output, node, "output")?.dtype == DType::I16;
+                let dt = if wide { DType::I16 } else { DType::I8 };
+                self.expect(node, "output", o.output, dt, r * l)?;
                 for (what, id) in [
                     ("a multiplier", o.a_multiplier),
                     ("b multiplier", o.b_multiplier),
@@ -460,8 +482,9 @@ impl Program {
                 if (0..l as usize).any(|c| !(1..=62).contains(&read_i32(image, at + 4 * c))) {
                     return Err(bad(node, "col_add shift out of range"));
                 }
-                if !(-128..=127).contains(&o.lo) || !(-128..=127).contains(&o.hi) || o.lo > o.hi {
-                    return Err(bad(node, "col_add clamp is not an i8 range"));
+                let range = if wide { -32768..=32767 } else { -128..=127 };
+                if !range.contains(&o.lo) || !range.contains(&o.hi) || o.lo > o.hi {
+                    return Err(bad(node, "col_add clamp is not in the output's type"));
                 }
                 Ok(())
             }

@@ -181,22 +181,23 @@ fn cosines_with(imp: &Imported, art: &Artifact, refs: &[f32]) -> Vec<f64> {
 }
 
 /// The measured accuracy must not regress below what the current numeric
-/// scheme reaches (min 0.997 over the 10 sentences when this was written,
-/// with per-column scales on the embeddings and the residual branches, and
-/// `i16` GELU and attention `P V`; the target, 0.999, is the
-/// ignored test below).
+/// scheme reaches (min 0.99948, mean 0.99958 over the 10 sentences when
+/// this was written, with the `i16` residual stream and layer norms and
+/// the interpolated softmax table; the int8-weight model in f32 reaches
+/// 0.9995-0.9997, so `i8` weights alone cost about this much).
 #[test]
 fn minilm_lowers_and_native_embeddings_stay_above_the_measured_floor() {
     let Some((imp, art)) = lowered() else { return };
     let cos = cosines(imp, art);
     assert!(
-        cos.iter().all(|c| *c >= 0.995),
+        cos.iter().all(|c| *c >= 0.9994),
         "accuracy regressed: {cos:.5?}"
     );
 }
 
+/// The target: cosine >= 0.999 with the f32 embeddings on every
+/// test sentence.
 #[test]
-#[ignore = "misses the 0.999 target: min cosine 0.997, mean 0.998 (README)"]
 fn minilm_native_embeddings_meet_the_cosine_target() {
     let Some((imp, art)) = lowered() else { return };
     let cos = cosines(imp, art);

@@ -1,7 +1,8 @@
 //! Native executor vs. Wasm sandbox on random programs of the `i16`
 //! kernel variants (matmul with an `i16` input and/or output, the
-//! interpolated function table, the all-`i16` activation product and the
-//! masked softmax with `i16` probabilities), and both against reference
+//! interpolated function table, the all-`i16` activation product, the
+//! masked softmax with `i16` probabilities, the all-`i16` layer norm and
+//! the per-column sum with an `i16` output), and both against reference
 //! implementations of the IR spec written here independently (`i128`
 //! arithmetic, explicit rounding).
 //!
@@ -9,7 +10,9 @@
 //! random data also tests that the fuel does not depend on the data.
 
 use opml_lowering::builder::ProgramBuilder;
-use opml_lowering::ir::{ActMatMul, DType, Interp, MaskedSoftmax, MatMul, Op, TensorKind};
+use opml_lowering::ir::{
+    ActMatMul, ColAdd, DType, Interp, LayerNorm, MaskedSoftmax, MatMul, Op, TensorKind,
+};
 use opml_lowering::Artifact;
 use proptest::prelude::*;
 
@@ -245,8 +248,8 @@ fn check_act_matmul16(dims: [u32; 4], bt_: bool, ot: bool, wide: bool, seed: u64
 }
 
 /// Masked softmax of `i32` scores with an `i16` output (units of
-/// `1/32767`).
-fn check_masked_softmax16(rows: u32, len: u32, seed: u64) {
+/// `1/32767`); `interp`: the table of 257 interpolated knots.
+fn check_masked_softmax16(rows: u32, len: u32, interp: bool, seed: u64) {
     let mut rng = Rng(seed);
     let mut b = ProgramBuilder::new();
     let x = b.tensor("x", DType::I32, &[rows, len], TensorKind::Input);
@@ -256,10 +259,11 @@ fn check_masked_softmax16(rows: u32, len: u32, seed: u64) {
         rng.range(0, i64::from(i32::MAX)) as i32,
     );
     let mask = b.tensor("mask", DType::I32, &[len], TensorKind::Input);
-    let table: Vec<i32> = (0..256)
+    let knots = if interp { 257 } else { 256 };
+    let table: Vec<i32> = (0..knots)
         .map(|d| ((-(d as f64) / 16.0).exp() * f64::from(1 << 20)).round() as i32)
         .collect();
-    let tb = b.const_i32("exp", &[256], &table);
+    let tb = b.const_i32("exp", &[knots], &table);
     let out = b.tensor("out", DType::I16, &[rows, len], TensorKind::Output);
     b.node(
         "softmax",
@@ -299,6 +303,12 @@ fn check_masked_softmax16(rows: u32, len: u32, seed: u64) {
                 return 0;
             }
             let d = i128::from((mx - row[l]).min(i64::from(dmax)));
+            if interp {
+                let j = ((d * i128::from(mul)) >> shift).min(255 * 256);
+                let (h, f) = ((j / 256) as usize, j % 256);
+                let (t0, t1) = (i128::from(table[h]), i128::from(table[h + 1]));
+                return t0 + ((t1 - t0) * f + 128).div_euclid(256);
+            }
             let i = ((d * i128::from(mul)) >> shift).min(255);
             i128::from(table[i as usize])
         };
@@ -311,18 +321,195 @@ fn check_masked_softmax16(rows: u32, len: u32, seed: u64) {
     }
 }
 
+/// `floor(sqrt(v))` by Newton's method.
+fn sqrt_floor(v: i128) -> i128 {
+    if v < 2 {
+        return v;
+    }
+    let (mut x, mut y) = (v, (v + 1) / 2);
+    while y < x {
+        x = y;
+        y = (x + v / x) / 2;
+    }
+    x
+}
+
+/// Bits of a non-negative `v` (0 for 0).
+fn bit_length(v: i128) -> i128 {
+    i128::from(128 - v.leading_zeros())
+}
+
+/// The all-`i16` layer norm of the IR spec, in `i128`.
+fn ln16_reference(
+    (a, b): (&[i16], &[i16]),
+    (wa, wb, eps, k): (&[i32], &[i32], i32, i32),
+    (gamma, beta): (&[i32], &[i32]),
+    len: usize,
+) -> Vec<i16> {
+    let t = (61 - bit_length(len as i128)) / 2;
+    let mut out = Vec::new();
+    for (ra, rb) in a.chunks(len).zip(b.chunks(len)) {
+        let x: Vec<i128> = (0..len)
+            .map(|l| i128::from(ra[l]) * i128::from(wa[l]) + i128::from(rb[l]) * i128::from(wb[l]))
+            .collect();
+        let sum: i128 = x.iter().sum();
+        let d: Vec<i128> = x.iter().map(|v| len as i128 * v - sum).collect();
+        let m = d.iter().map(|v| v.abs()).max().unwrap_or(0);
+        let sh = (bit_length(m) - t).max(0) as u32;
+        let dv: Vec<i128> = d
+            .iter()
+            .map(|v| (v + (1i128 << sh) / 2).div_euclid(1i128 << sh))
+            .collect();
+        let var: i128 =
+            dv.iter().map(|v| v * v).sum::<i128>() + (i128::from(eps) >> (2 * sh).min(63));
+        let s = sqrt_floor(var).max(1);
+        for l in 0..len {
+            let n = dv[l] * i128::from(gamma[l]) + i128::from(beta[l]) * s + (s << (k - 1));
+            out.push(n.div_euclid(s << k).clamp(-32768, 32767) as i16);
+        }
+    }
+    out
+}
+
+/// An all-`i16` layer norm with weights, `gamma` and `beta` inside the
+/// bounds the lowering keeps (`|wa|, |wb| < 2^24`, `|gamma|, |beta| <
+/// 2^30`), small weights too (no shift); `flat` makes every row constant.
+fn check_layer_norm16(rows: u32, len: u32, flat: bool, seed: u64) {
+    let mut rng = Rng(seed);
+    let mut b = ProgramBuilder::new();
+    let n = (rows * len) as usize;
+    let xa = b.tensor("a", DType::I16, &[rows, len], TensorKind::Input);
+    let xb = b.tensor("b", DType::I16, &[rows, len], TensorKind::Input);
+    let big = |rng: &mut Rng, bits: i64| -> i32 {
+        let top = 1i64 << rng.range(0, bits);
+        rng.range(-top, top) as i32
+    };
+    let wbits = rng.range(0, 24);
+    let wa: Vec<i32> = (0..len).map(|_| big(&mut rng, wbits)).collect();
+    let wb: Vec<i32> = (0..len).map(|_| big(&mut rng, wbits)).collect();
+    let gamma: Vec<i32> = (0..len).map(|_| big(&mut rng, 29)).collect();
+    let beta: Vec<i32> = (0..len).map(|_| big(&mut rng, 29)).collect();
+    let (eps, k) = (
+        rng.range(0, i64::from(i32::MAX)) as i32,
+        rng.range(1, 30) as i32,
+    );
+    let consts = [
+        b.const_i32("wa", &[len], &wa),
+        b.const_i32("wb", &[len], &wb),
+        b.const_i32("gamma", &[len], &gamma),
+        b.const_i32("beta", &[len], &beta),
+    ];
+    let out = b.tensor("out", DType::I16, &[rows, len], TensorKind::Output);
+    b.node(
+        "ln",
+        Op::LayerNorm(LayerNorm {
+            a: xa,
+            b: xb,
+            output: out,
+            gamma: consts[2],
+            beta: consts[3],
+            rows,
+            len,
+            wa: consts[0],
+            wb: consts[1],
+            eps,
+            k,
+        }),
+    );
+    let art = Artifact::build(b.finish(), small_budget()).unwrap();
+    let vbits = rng.range(0, 15);
+    let values = |rng: &mut Rng| -> Vec<i16> {
+        (0..n)
+            .map(|_| big(rng, vbits).clamp(-32768, 32767) as i16)
+            .collect()
+    };
+    let (mut va, mut vb) = (values(&mut rng), values(&mut rng));
+    if flat {
+        // x[l] = wa[l] a + wb[l] b is constant along a row when a, b are
+        // 0 except in columns with equal weights: simplest, all zero.
+        va.iter_mut().for_each(|v| *v = 0);
+        vb.iter_mut().for_each(|v| *v = 0);
+    }
+    let got = from_i16_bytes(&both(&art, &[i16_bytes(&va), i16_bytes(&vb)]));
+    let want = ln16_reference(
+        (&va, &vb),
+        (&wa, &wb, eps, k),
+        (&gamma, &beta),
+        len as usize,
+    );
+    assert_eq!(got, want);
+}
+
+/// The per-column sum of two `i8` tensors with an `i16` output.
+fn check_col_add16(rows: u32, len: u32, seed: u64) {
+    let mut rng = Rng(seed);
+    let mut b = ProgramBuilder::new();
+    let n = (rows * len) as usize;
+    let xa = b.tensor("a", DType::I8, &[rows, len], TensorKind::Input);
+    let xb = b.tensor("b", DType::I8, &[rows, len], TensorKind::Input);
+    let col = |rng: &mut Rng| -> Vec<i32> {
+        (0..len)
+            .map(|_| rng.range(-(1 << 31) + 1, (1 << 31) - 1) as i32)
+            .collect()
+    };
+    let (ma, mb) = (col(&mut rng), col(&mut rng));
+    let sh: Vec<i32> = (0..len).map(|_| rng.range(1, 62) as i32).collect();
+    let (tma, tmb, tsh) = (
+        b.const_i32("ma", &[len], &ma),
+        b.const_i32("mb", &[len], &mb),
+        b.const_i32("sh", &[len], &sh),
+    );
+    let out = b.tensor("out", DType::I16, &[rows, len], TensorKind::Output);
+    let lo = rng.range(-32768, 0) as i32;
+    let hi = rng.range(0, 32767) as i32;
+    b.node(
+        "add",
+        Op::ColAdd(ColAdd {
+            a: xa,
+            b: xb,
+            output: out,
+            a_multiplier: tma,
+            b_multiplier: tmb,
+            shift: tsh,
+            rows,
+            len,
+            lo,
+            hi,
+        }),
+    );
+    let art = Artifact::build(b.finish(), small_budget()).unwrap();
+    let (va, vb) = (rng.i8s(n), rng.i8s(n));
+    let byte = |v: &[i8]| v.iter().map(|x| *x as u8).collect::<Vec<u8>>();
+    let got = from_i16_bytes(&both(&art, &[byte(&va), byte(&vb)]));
+    for i in 0..n {
+        let l = i % len as usize;
+        let x = i128::from(va[i]) * i128::from(ma[l]) + i128::from(vb[i]) * i128::from(mb[l]);
+        let want = (2 * x + (1i128 << sh[l])).div_euclid(1i128 << (sh[l] + 1));
+        assert_eq!(
+            i128::from(got[i]),
+            want.clamp(i128::from(lo), i128::from(hi)),
+            "{i}"
+        );
+    }
+}
+
 #[test]
 fn fixed_cases_agree_with_the_reference() {
     check_act_matmul16([12, 5, 32, 32], true, true, false, 7);
     check_act_matmul16([2, 3, 4, 5], false, false, false, 8);
     check_act_matmul16([12, 4, 4, 32], false, true, true, 10);
-    check_masked_softmax16(6, 32, 9);
+    check_masked_softmax16(6, 32, false, 9);
+    check_masked_softmax16(6, 32, true, 15);
     check_matmul([5, 40, 7], true, false, false, 1);
     check_matmul([5, 40, 7], false, true, false, 2);
     check_matmul([5, 40, 7], true, true, true, 3);
     check_matmul([4, 1536, 3], true, false, false, 4);
     check_interp(300, 5);
     check_interp(1, 6);
+    check_layer_norm16(32, 384, false, 11);
+    check_layer_norm16(3, 5, true, 12);
+    check_layer_norm16(2, 1, false, 13);
+    check_col_add16(32, 384, 14);
 }
 
 proptest! {
@@ -344,12 +531,26 @@ proptest! {
     }
 
     #[test]
-    fn random_i16_masked_softmaxes_agree(rows in 1u32..6, len in 1u32..48, seed in any::<u64>()) {
-        check_masked_softmax16(rows, len, seed);
+    fn random_i16_masked_softmaxes_agree(
+        rows in 1u32..6, len in 1u32..48, interp in any::<bool>(), seed in any::<u64>(),
+    ) {
+        check_masked_softmax16(rows, len, interp, seed);
     }
 
     #[test]
     fn random_interpolations_agree(n in 1u32..200, seed in any::<u64>()) {
         check_interp(n, seed);
+    }
+
+    #[test]
+    fn random_i16_layer_norms_agree(
+        rows in 1u32..6, len in 1u32..80, flat in proptest::bool::weighted(0.1), seed in any::<u64>(),
+    ) {
+        check_layer_norm16(rows, len, flat, seed);
+    }
+
+    #[test]
+    fn random_i16_column_sums_agree(rows in 1u32..8, len in 1u32..70, seed in any::<u64>()) {
+        check_col_add16(rows, len, seed);
     }
 }

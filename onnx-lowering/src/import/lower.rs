@@ -20,6 +20,8 @@ use crate::error::LowerError;
 use crate::ir::{self, DType, Op, Program, TensorId, TensorKind};
 use opml_runtime::limits::{MAX_PAGES, PAGE_SIZE};
 
+#[path = "encoder16.rs"]
+mod encoder16;
 #[path = "recurrent_lower.rs"]
 mod recurrent_lower;
 
@@ -363,6 +365,12 @@ impl Lowering<'_> {
             return Ok(());
         }
         if let Step::Const { name, output, data } = step {
+            if self.half[*output].is_some() {
+                let t = self.const_i16(name, *output, data)?;
+                self.b.set_quant(t, self.scales[*output], 0);
+                self.tensors[*output] = Some(t);
+                return Ok(());
+            }
             let s = f64::from(self.scales[*output]);
             let c = self.cols[*output].clone();
             let q: Vec<i8> = data
@@ -501,8 +509,12 @@ impl Lowering<'_> {
                     shift: self.const_i32(&format!("{name}.shift"), &sh)?,
                     rows: rows as u32,
                     len: len as u32,
-                    lo: if *relu { 0 } else { -128 },
-                    hi: 127,
+                    lo: if *relu {
+                        0
+                    } else {
+                        -self.half[out_v].unwrap_or(128)
+                    },
+                    hi: self.half[out_v].unwrap_or(127),
                 })
             }
             Step::Add {
@@ -656,7 +668,14 @@ impl Lowering<'_> {
                 rows,
                 len,
                 ..
-            } => self.layer_norm(name, (*a, *b, out_v), (gamma, beta, *eps), *rows, *len)?,
+            } => {
+                let (io, params) = ((*a, *b, out_v), (&gamma[..], &beta[..], *eps));
+                if self.half[out_v].is_some() {
+                    self.layer_norm16(name, io, params, *rows, *len)?
+                } else {
+                    self.layer_norm(name, io, params, *rows, *len)?
+                }
+            }
             Step::ActMatMul {
                 name,
                 a,
@@ -698,23 +717,26 @@ impl Lowering<'_> {
                 len,
                 ..
             } => {
-                let (table, multiplier, shift, dmax) = if self.wide[*input] {
-                    // Exact i32 scores: the table steps by 1/16 (exp(-16)
-                    // ~ 1e-7 at its end), the index is the score difference
-                    // times s_in * 16, saturated.
-                    let ratio = f64::from(self.scales[*input]) * 16.0;
-                    let (m, sh) = multiplier(ratio).map_err(|e| err(name, "Softmax", e))?;
-                    if sh > 54 {
-                        return Err(err(name, "Softmax", "score scale too small"));
-                    }
-                    let dmax = (256.0 / ratio).ceil().min(f64::from(i32::MAX)) as i32;
-                    // The index is floored, so entry `d` stands for the
-                    // differences in `[d, d + 1) / 16`: its value is taken
-                    // at the middle (a common factor cancels in the sum).
-                    (self.exp_table_step(name, 1.0 / 16.0, 0.5)?, m, sh, dmax)
-                } else {
-                    (self.exp_table(name, *input)?, 1, 0, 255)
-                };
+                let (table, multiplier, shift, dmax) =
+                    if self.wide[*input] && self.half[out_v].is_some() {
+                        self.exp_knots(name, *input)?
+                    } else if self.wide[*input] {
+                        // Exact i32 scores: the table steps by 1/16 (exp(-16)
+                        // ~ 1e-7 at its end), the index is the score difference
+                        // times s_in * 16, saturated.
+                        let ratio = f64::from(self.scales[*input]) * 16.0;
+                        let (m, sh) = multiplier(ratio).map_err(|e| err(name, "Softmax", e))?;
+                        if sh > 54 {
+                            return Err(err(name, "Softmax", "score scale too small"));
+                        }
+                        let dmax = (256.0 / ratio).ceil().min(f64::from(i32::MAX)) as i32;
+                        // The index is floored, so entry `d` stands for the
+                        // differences in `[d, d + 1) / 16`: its value is taken
+                        // at the middle (a common factor cancels in the sum).
+                        (self.exp_table_step(name, 1.0 / 16.0, 0.5)?, m, sh, dmax)
+                    } else {
+                        (self.exp_table(name, *input)?, 1, 0, 255)
+                    };
                 Op::MaskedSoftmax(ir::MaskedSoftmax {
                     input: self.tensor(*input),
                     mask: self.tensor(*mask),
@@ -1160,7 +1182,7 @@ pub fn lower(plan: &Plan, ranges: &Calibration) -> Result<Lowered, LowerError> {
             return Err(err(&v.name, "memory", "tensor too large"));
         }
     }
-    let cols = column_scales(plan, ranges, &output_roots);
+    let mut cols = column_scales(plan, ranges, &output_roots);
     let mut wide = vec![false; n];
     for step in &plan.steps {
         if let Step::ActMatMul { output, .. } = step {
@@ -1178,6 +1200,7 @@ pub fn lower(plan: &Plan, ranges: &Calibration) -> Result<Lowered, LowerError> {
     attention_values(plan, &output_roots, &mut half);
     score_values(plan, &output_roots, &wide, &mut half);
     recurrent_lower::cell_values(plan, &mut half);
+    encoder16::mark(plan, ranges, &output_roots, &mut half, &mut cols);
     for (v, r) in half.iter().enumerate() {
         if let Some(r) = r {
             scales[v] = act_scale_range(ranges.max[root(v)], *r);

@@ -1,13 +1,14 @@
 //! Sum of two `i8` tensors with per-column rescaling (see
 //! [`crate::ir::ColAdd`]): a transformer's embedding sum with per-column
-//! scales.
+//! scales. An `i16` output uses [`KERNEL_16`].
 //!
 //! A unit is a block of `rb` whole rows; the loops have static bounds and
 //! the clamp uses `select`, so the fuel is the same for every input.
 
-use crate::ir::{ColAdd, Program};
+use crate::ir::{ColAdd, DType, Program};
 use crate::ops::family::{Budget, Kernel, Scheduled};
 use crate::ops::mem::read_i32;
+use std::sync::LazyLock;
 
 /// Descriptor words: a, b, out, ma, mb, shift, rows, len, rb, lo, hi.
 /// About 40 fuel per element.
@@ -49,14 +50,32 @@ pub const KERNEL: Kernel = Kernel {
 "#,
 };
 
+/// The variant with an `i16` output (clamp bounds in `i16`): the same
+/// text with a 16-bit store.
+pub static KERNEL_16: LazyLock<Kernel> = LazyLock::new(|| {
+    let store =
+        "(i64.store8 (i32.add (i32.load offset=8 (local.get $d)) (local.get $e)) (local.get $q))";
+    assert!(KERNEL.wat.contains(store));
+    let t = KERNEL.wat.replace("$col_add", "$col_add16").replace(
+        store,
+        "(i64.store16 (i32.add (i32.load offset=8 (local.get $d)) (i32.shl (local.get $e) (i32.const 1))) (local.get $q))",
+    );
+    Kernel {
+        name: "col_add16",
+        wat: Box::leak(t.into_boxed_str()),
+    }
+});
+
 /// Splits the rows into blocks within the budget (about 40 fuel and 3
-/// bytes per element, plus the 12-byte-per-column parameters).
+/// or 4 bytes per element, plus the 12-byte-per-column parameters).
 pub fn schedule(op: &ColAdd, p: &Program, budget: &Budget) -> Scheduled {
     let (rows, len) = (u64::from(op.rows), u64::from(op.len));
-    let rb = budget.rows_per_unit(rows, 40 * len + 20, 12 * len, 3 * len);
+    let wide = p.tensors[op.output].dtype == DType::I16;
+    let per_elem = if wide { 4 } else { 3 };
+    let rb = budget.rows_per_unit(rows, 40 * len + 20, 12 * len, per_elem * len);
     let t = |id: usize| p.tensors[id].offset;
     Scheduled {
-        kernel: KERNEL.name,
+        kernel: if wide { KERNEL_16.name } else { KERNEL.name },
         units: rows.div_ceil(rb) as u32,
         descriptor: vec![
             t(op.a),
@@ -80,6 +99,7 @@ pub fn run_native(op: &ColAdd, p: &Program, mem: &mut [u8]) {
     let (a, b, out) = (t(op.a), t(op.b), t(op.output));
     let (ma, mb, sh) = (t(op.a_multiplier), t(op.b_multiplier), t(op.shift));
     let len = op.len as usize;
+    let wide = p.tensors[op.output].dtype == DType::I16;
     for r in 0..op.rows as usize {
         for l in 0..len {
             let e = r * len + l;
@@ -89,7 +109,12 @@ pub fn run_native(op: &ColAdd, p: &Program, mem: &mut [u8]) {
             let q = x
                 .wrapping_add(1i64.wrapping_shl(s.wrapping_sub(1)))
                 .wrapping_shr(s);
-            mem[out + e] = q.clamp(i64::from(op.lo), i64::from(op.hi)) as u8;
+            let q = q.clamp(i64::from(op.lo), i64::from(op.hi));
+            if wide {
+                mem[out + 2 * e..out + 2 * e + 2].copy_from_slice(&(q as i16).to_le_bytes());
+            } else {
+                mem[out + e] = q as u8;
+            }
         }
     }
 }

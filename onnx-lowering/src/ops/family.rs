@@ -51,7 +51,7 @@ pub struct Scheduled {
 }
 
 /// Every kernel, in kernel-id order (conv's text is generated on first use).
-pub static KERNELS: LazyLock<[&Kernel; 19]> = LazyLock::new(|| {
+pub static KERNELS: LazyLock<[&Kernel; 22]> = LazyLock::new(|| {
     [
         &matmul::KERNEL,
         &conv::KERNEL,
@@ -72,6 +72,9 @@ pub static KERNELS: LazyLock<[&Kernel; 19]> = LazyLock::new(|| {
         &act_matmul::KERNEL_16,
         &col_add::KERNEL,
         &product_sum::KERNEL,
+        &layer_norm::KERNEL_16,
+        &col_add::KERNEL_16,
+        &masked_softmax::KERNEL_16I,
     ]
 });
 

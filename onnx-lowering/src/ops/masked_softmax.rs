@@ -113,6 +113,35 @@ pub static KERNEL_16: LazyLock<Kernel> = LazyLock::new(|| {
     }
 });
 
+/// The interpolated variant of [`KERNEL_16`] (a table of 257 knots, see
+/// [`crate::ir::MaskedSoftmax`]): the index has 8 fractional bits,
+/// `j = min((min(mx - x, dmax) m) >> shift, 255 * 256)`, and
+/// `e = t[j >> 8] + (((t[(j >> 8) + 1] - t[j >> 8]) (j & 255) + 128) >> 8)`.
+pub static KERNEL_16I: LazyLock<Kernel> = LazyLock::new(|| {
+    let lookup = "    (local.set $i (select (i64.const 255) (local.get $i) (i64.gt_s (local.get $i) (i64.const 255))))
+    (select (i64.load32_u (i32.add (i32.load offset=4 (local.get $d)) (i32.shl (i32.wrap_i64 (local.get $i)) (i32.const 2))))";
+    let interp = "    (local.set $i (select (i64.const 65280) (local.get $i) (i64.gt_s (local.get $i) (i64.const 65280))))
+    (local.set $p (i32.add (i32.load offset=4 (local.get $d))
+      (i32.shl (i32.wrap_i64 (i64.shr_u (local.get $i) (i64.const 8))) (i32.const 2))))
+    (local.set $t0 (i64.load32_u (local.get $p)))
+    (select (i64.add (local.get $t0) (i64.shr_s (i64.add (i64.mul
+        (i64.sub (i64.load32_u offset=4 (local.get $p)) (local.get $t0))
+        (i64.and (local.get $i) (i64.const 255))) (i64.const 128)) (i64.const 8)))";
+    let t = KERNEL_16.wat;
+    assert!(t.contains(lookup) && t.contains("(local $i i64)"));
+    let t = t
+        .replace("$masked_softmax16", "$masked_softmax16i")
+        .replace(lookup, interp)
+        .replace(
+            "(local $i i64)",
+            "(local $i i64) (local $p i32) (local $t0 i64)",
+        );
+    Kernel {
+        name: "masked_softmax16i",
+        wat: Box::leak(t.into_boxed_str()),
+    }
+});
+
 /// Splits the rows into blocks within the budget (about 70 fuel and 14
 /// bytes per element, plus the 1 KiB table).
 pub fn schedule(op: &MaskedSoftmax, p: &Program, budget: &Budget) -> Scheduled {
@@ -120,8 +149,13 @@ pub fn schedule(op: &MaskedSoftmax, p: &Program, budget: &Budget) -> Scheduled {
     let rb = budget.rows_per_unit(rows, 160 * len + 60, 1024 + 4 * len, 5 * len);
     let t = |id: usize| p.tensors[id].offset;
     let half = p.tensors[op.output].dtype == DType::I16;
+    let interp = p.tensors[op.table].len() == 257;
     Scheduled {
-        kernel: if half { KERNEL_16.name } else { KERNEL.name },
+        kernel: match (half, interp) {
+            (true, true) => KERNEL_16I.name,
+            (true, false) => KERNEL_16.name,
+            _ => KERNEL.name,
+        },
         units: rows.div_ceil(rb) as u32,
         descriptor: vec![
             t(op.input),
@@ -145,6 +179,7 @@ pub fn run_native(op: &MaskedSoftmax, p: &Program, mem: &mut [u8]) {
     let (inp, table, out, mask) = (t(op.input), t(op.table), t(op.output), t(op.mask));
     let wide = p.tensors[op.input].dtype == DType::I32;
     let half = p.tensors[op.output].dtype == DType::I16;
+    let interp = p.tensors[op.table].len() == 257;
     let len = op.len as usize;
     let (m, s, dmax) = (
         i64::from(op.multiplier),
@@ -166,7 +201,13 @@ pub fn run_native(op: &MaskedSoftmax, p: &Program, mem: &mut [u8]) {
             .max()
             .unwrap_or(-(1 << 31));
         let e = |mem: &[u8], l: usize| -> i64 {
-            if on[l] {
+            if on[l] && interp {
+                let j = (((mx - x(mem, l)).min(dmax) * m) >> s).min(255 * 256);
+                let at = table + 4 * (j >> 8) as usize;
+                let t0 = i64::from(read_i32(mem, at) as u32);
+                let t1 = i64::from(read_i32(mem, at + 4) as u32);
+                t0 + (((t1 - t0) * (j & 255) + 128) >> 8)
+            } else if on[l] {
                 let i = (((mx - x(mem, l)).min(dmax) * m) >> s).min(255);
                 i64::from(read_i32(mem, table + 4 * i as usize) as u32)
             } else {
