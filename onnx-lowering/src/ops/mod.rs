@@ -7,6 +7,8 @@
 //! step is the same for every input.
 
 pub mod act_matmul;
+pub mod avg_pool;
+pub mod binary;
 pub mod channel_mul;
 pub mod col_add;
 pub mod conv;
@@ -19,4 +21,5 @@ pub mod masked_softmax;
 pub mod matmul;
 pub mod mem;
 pub mod pool;
+pub mod rearrange;
 pub mod softmax;
