@@ -492,7 +492,8 @@ pub fn analyze(model: &TypedModel) -> Result<Plan, LowerError> {
     }
     for id in model.eval_order().map_err(onnx)? {
         if !w.folded.contains(&id) {
-            w.node(model.node(id))?;
+            let node = model.node(id);
+            w.node(node).or_else(|e| w.general_fallback(node, e))?;
         }
     }
     for o in w.outputs.clone() {

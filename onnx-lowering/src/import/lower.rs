@@ -20,6 +20,8 @@ use crate::error::LowerError;
 use crate::ir::{self, DType, Op, Program, TensorId, TensorKind};
 use opml_runtime::limits::{MAX_PAGES, PAGE_SIZE};
 
+mod general_ops;
+
 /// The integer program with the quantization of its inputs and outputs.
 pub struct Lowered {
     /// Every tensor carries its scale (`Tensor::scale`), inputs and outputs
@@ -338,6 +340,9 @@ impl Lowering<'_> {
     }
 
     fn step(&mut self, step: &Step) -> Result<(), LowerError> {
+        if let Some(done) = self.general_step(step) {
+            return done;
+        }
         if let Step::Alias { input, output } = step {
             let t = self.tensor(*input);
             let shape = self.shape(*output);
@@ -710,7 +715,11 @@ impl Lowering<'_> {
                     dmax,
                 })
             }
-            Step::Alias { .. } | Step::Const { .. } => unreachable!("handled above"),
+            Step::Alias { .. }
+            | Step::Const { .. }
+            | Step::Move { .. }
+            | Step::Binary { .. }
+            | Step::AvgPool { .. } => unreachable!("handled above"),
         };
         let name = match step {
             Step::Conv { name, .. }
@@ -724,7 +733,11 @@ impl Lowering<'_> {
             | Step::LayerNorm { name, .. }
             | Step::ActMatMul { name, .. }
             | Step::MaskedSoftmax { name, .. } => name,
-            Step::Alias { .. } | Step::Const { .. } => unreachable!("handled above"),
+            Step::Alias { .. }
+            | Step::Const { .. }
+            | Step::Move { .. }
+            | Step::Binary { .. }
+            | Step::AvgPool { .. } => unreachable!("handled above"),
         };
         self.b.node(name, op);
         Ok(())
@@ -1098,7 +1111,11 @@ pub fn lower(plan: &Plan, ranges: &Calibration) -> Result<Lowered, LowerError> {
             Step::Gather { output, table, .. } => {
                 scales[*output] = act_scale(table.iter().fold(0.0, |m, x| m.max(x.abs())))
             }
-            _ => {}
+            _ => {
+                if let Some(s) = general_ops::output_scale(plan, step, &scales) {
+                    scales[step.output()] = s;
+                }
+            }
         }
     }
     let root = |mut v: ValueId| {
