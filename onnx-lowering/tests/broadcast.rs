@@ -154,7 +154,7 @@ impl Case {
                 (0..n)
                     .map(|_| {
                         let v = rng.next();
-                        if v % 4 == 0 {
+                        if v.is_multiple_of(4) {
                             0
                         } else {
                             (v >> 8) as i8 % 6

@@ -285,8 +285,8 @@ fn comparisons_where_and_logic_match_tract() {
     // Inputs on a 1/16 grid with the same scale: comparisons are exact.
     let mut samples = random_samples(4, &shapes, 6);
     // Some equal pairs: x[.., c, ..] = y[c] in the first sample.
-    for i in 0..24 {
-        if i % 3 == 0 {
+    for i in 0..24usize {
+        if i.is_multiple_of(3) {
             samples[0][0][i] = samples[0][1][(i / 4) % 3];
         }
     }

@@ -67,6 +67,9 @@ impl Walker<'_> {
         fill: f64,
     ) -> Result<(), LowerError> {
         let out_shape = shape(self.model, out0(node))?;
+        if out_shape.contains(&0) {
+            return Err(unsupported(node, "empty result"));
+        }
         if out_shape.len() > MAX_RANK || parts.len() > MAX_PARTS {
             return Err(unsupported(
                 node,
@@ -308,8 +311,8 @@ impl Walker<'_> {
         parts: Vec<MovePart>,
         view: &[usize],
     ) -> Result<(), LowerError> {
-        if parts.len() > MAX_PARTS {
-            return Err(unsupported(node, "gathers more than 1024 pieces"));
+        if parts.len() > MAX_PARTS || view.contains(&0) {
+            return Err(unsupported(node, "gathers more than 1024 pieces, or none"));
         }
         let int = inputs.iter().any(|v| self.plan.values[*v].integer);
         let name = format!("{}.rows", node.name);

@@ -282,9 +282,9 @@ pub fn validate(p: &Program, node: &str, op: &Rearrange) -> Result<(), LowerErro
         if inp.dtype != out.dtype {
             return Err(bad("rearrange input and output types differ"));
         }
-        for d in 0..6 {
+        for (d, dim) in dims.iter().enumerate() {
             let end = u64::from(part.start[d]) + u64::from(part.extent[d]);
-            if part.extent[d] == 0 || end > u64::from(dims[d]) {
+            if part.extent[d] == 0 || end > u64::from(*dim) {
                 return Err(bad("window empty or outside the output"));
             }
         }
