@@ -19,8 +19,11 @@
 //!   lookup table where some other op (or a model output) reads it: GELU
 //!   spelled out as `x * 0.5 * (1 + erf(x / sqrt 2))` is one table.
 //!
-//! Everything else is [`LowerError::Unsupported`], naming the tract node
-//! (which carries the ONNX node's name).
+//! A node these rules refuse goes to the general-purpose lowering of
+//! [`super::general`] (data movement, broadcasting binary ops,
+//! comparisons, logic, Where, average pooling). Everything else is
+//! [`LowerError::Unsupported`], naming the tract node (which carries the
+//! ONNX node's name).
 
 use super::fold::{absorb, relu_after};
 use super::linear::{self, konst, shape, unsupported};
@@ -500,5 +503,6 @@ pub fn analyze(model: &TypedModel) -> Result<Plan, LowerError> {
         let v = w.need(o)?;
         w.plan.outputs.push(v);
     }
+    super::movement::fuse_moves(&mut w.plan);
     Ok(w.plan)
 }

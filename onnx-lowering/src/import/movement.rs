@@ -1,8 +1,8 @@
 //! Data movement of activations as [`Step::Move`] (lowered to
 //! `ir::Rearrange`): Transpose (tract's `AxisOp::Move` that reorders axes
-//! of size > 1), Slice, strided Slice (`Downsample` with a positive
-//! stride), Split (tract's one `Slice` per output), Concat, Pad (constant
-//! mode), Expand (`MultiBroadcastTo`), Gather and GatherND of an
+//! of size > 1), Slice, strided Slice (`Downsample`; a negative step as
+//! one part per output index along the axis, at most 1024), Split (tract's one `Slice` per output), Concat, Pad (constant,
+//! edge and reflect modes), Expand (`MultiBroadcastTo`), Gather and GatherND of an
 //! activation by constant indices, and Softmax over a non-trailing axis
 //! (moved last, softmax, moved back).
 //!
@@ -12,7 +12,7 @@
 
 use super::analyze::{out0, Walker};
 use super::linear::{konst, shape, strides, unsupported};
-use super::plan::{MovePart, Step, ValueId};
+use super::plan::{MovePart, Plan, Step, ValueId};
 use crate::error::LowerError;
 use crate::ops::rearrange::MAX_PARTS;
 use tract_onnx::prelude::*;
@@ -143,19 +143,33 @@ impl Walker<'_> {
             let p = part(0, start * st[s.axis], st, extent);
             self.push_move(node, vec![input], vec![p], 0.0)?;
         } else if let Some(d) = node.op_as::<Downsample>() {
-            if d.stride <= 0 {
-                return Err(unsupported(node, "Slice with a negative step"));
-            }
             let in_shape = shape(m, node.inputs[0])?;
             let out_shape = shape(m, out0(node))?;
             let mut st = strides(&in_shape);
-            if d.axis >= in_shape.len() {
+            if d.axis >= in_shape.len() || d.stride == 0 {
                 return Err(unsupported(node, "axis out of range"));
             }
-            let base = d.modulo * st[d.axis];
-            st[d.axis] *= d.stride as usize;
             let input = self.need(node.inputs[0])?;
-            self.push_move(node, vec![input], vec![part(0, base, st, out_shape)], 0.0)?;
+            if d.stride > 0 {
+                let base = d.modulo * st[d.axis];
+                st[d.axis] *= d.stride as usize;
+                let p = part(0, base, st, out_shape);
+                self.push_move(node, vec![input], vec![p], 0.0)?;
+            } else {
+                // A negative step: out[i] = in[len - 1 - i |step|] along
+                // the axis, one part per output index (strides are >= 0).
+                let (len, step) = (in_shape[d.axis], d.stride.unsigned_abs());
+                let parts = (0..out_shape[d.axis])
+                    .map(|i| {
+                        let mut extent = out_shape.clone();
+                        extent[d.axis] = 1;
+                        let mut p = part(0, (len - 1 - i * step) * st[d.axis], st.clone(), extent);
+                        p.start[d.axis] = i;
+                        p
+                    })
+                    .collect();
+                self.push_move(node, vec![input], parts, 0.0)?;
+            }
         } else if let Some(c) = node.op_as::<TypedConcat>() {
             let mut inputs = Vec::new();
             let mut parts = Vec::new();
@@ -173,20 +187,7 @@ impl Walker<'_> {
             }
             self.push_move(node, inputs, parts, 0.0)?;
         } else if let Some(p) = node.op_as::<Pad>() {
-            let PadMode::Constant(v) = &p.mode else {
-                return Err(unsupported(node, "Pad other than constant mode"));
-            };
-            let fill = v
-                .cast_to_scalar::<f32>()
-                .map_err(|_| unsupported(node, "non-numeric pad value"))?;
-            let in_shape = shape(m, node.inputs[0])?;
-            if p.pads.len() != in_shape.len() {
-                return Err(unsupported(node, "pads do not match the rank"));
-            }
-            let input = self.need(node.inputs[0])?;
-            let mut q = part(0, 0, strides(&in_shape), in_shape);
-            q.start = p.pads.iter().map(|(before, _)| *before).collect();
-            self.push_move(node, vec![input], vec![q], f64::from(fill))?;
+            self.pad(node, p)?;
         } else if node.op_is::<MultiBroadcastTo>() {
             let in_shape = shape(m, node.inputs[0])?;
             let out_shape = shape(m, out0(node))?;
@@ -213,6 +214,68 @@ impl Walker<'_> {
             return Ok(false);
         }
         Ok(true)
+    }
+
+    /// `Pad`: the input as one window and the constant around it, or
+    /// (edge and reflect modes) one part per combination of per-axis
+    /// segments: the input's extent, and before and after it the edge
+    /// element repeated (stride 0) or each mirrored slice on its own.
+    fn pad(&mut self, node: &TypedNode, p: &Pad) -> Result<(), LowerError> {
+        let in_shape = shape(self.model, node.inputs[0])?;
+        if p.pads.len() != in_shape.len() {
+            return Err(unsupported(node, "pads do not match the rank"));
+        }
+        let st = strides(&in_shape);
+        let input = self.need(node.inputs[0])?;
+        let fill = match &p.mode {
+            PadMode::Constant(v) => f64::from(
+                v.cast_to_scalar::<f32>()
+                    .map_err(|_| unsupported(node, "non-numeric pad value"))?,
+            ),
+            _ => 0.0,
+        };
+        // Per axis: (start, extent, stride, input index of the first one).
+        let mut axes: Vec<Vec<(usize, usize, usize, usize)>> = Vec::new();
+        for (d, (&(before, after), &n)) in p.pads.iter().zip(&in_shape).enumerate() {
+            let mut seg = vec![(before, n, st[d], 0)];
+            match &p.mode {
+                PadMode::Constant(_) => {}
+                PadMode::Edge => {
+                    if before > 0 {
+                        seg.push((0, before, 0, 0));
+                    }
+                    if after > 0 {
+                        seg.push((before + n, after, 0, n - 1));
+                    }
+                }
+                PadMode::Reflect => {
+                    if before >= n || after >= n {
+                        return Err(unsupported(node, "reflection wider than the input"));
+                    }
+                    seg.extend((0..before).map(|j| (j, 1, 0, before - j)));
+                    seg.extend((0..after).map(|j| (before + n + j, 1, 0, n - 2 - j)));
+                }
+            }
+            axes.push(seg);
+        }
+        let count = axes.iter().map(Vec::len).product::<usize>();
+        if count > MAX_PARTS {
+            return Err(unsupported(node, "padding of more than 1024 pieces"));
+        }
+        let mut parts = Vec::with_capacity(count);
+        for mut k in 0..count {
+            let mut q = part(0, 0, vec![0; st.len()], vec![0; st.len()]);
+            for (d, seg) in axes.iter().enumerate().rev() {
+                let (start, extent, stride, first) = seg[k % seg.len()];
+                k /= seg.len();
+                q.start[d] = start;
+                q.extent[d] = extent;
+                q.stride[d] = stride;
+                q.base += first * st[d];
+            }
+            parts.push(q);
+        }
+        self.push_move(node, vec![input], parts, fill)
     }
 
     /// `Gather(data, indices)` along `axis` with constant indices: one
@@ -434,4 +497,130 @@ pub fn eval_move(
         }
     }
     out
+}
+
+/// Folds moves into the moves that read them: a move with one part and
+/// no fill that covers its whole output (a transpose, slice, expand, ..)
+/// whose output only one other move reads (and that is no model output)
+/// is composed into that reader's parts when every part's reads map onto
+/// its axes without carries, and dropped. Chains like Transpose, Slice,
+/// strided Slice then copy once.
+pub fn fuse_moves(plan: &mut Plan) {
+    loop {
+        let mut fused = false;
+        for j in 0..plan.steps.len() {
+            let Step::Move { inputs, .. } = &plan.steps[j] else {
+                continue;
+            };
+            for (k, mid) in inputs.clone().into_iter().enumerate() {
+                if let Some(i) = simple_producer(plan, mid, j) {
+                    if compose(plan, i, j, k) {
+                        plan.steps.remove(i);
+                        fused = true;
+                        break;
+                    }
+                }
+            }
+            if fused {
+                break;
+            }
+        }
+        if !fused {
+            return;
+        }
+    }
+}
+
+/// The index of the step writing `mid` if it is a one-part, no-fill move
+/// covering `mid`, read by step `reader` only and not a model output.
+fn simple_producer(plan: &Plan, mid: ValueId, reader: usize) -> Option<usize> {
+    if plan.outputs.contains(&mid) {
+        return None;
+    }
+    let readers = plan
+        .steps
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.inputs().contains(&mid))
+        .count();
+    let (i, step) = plan
+        .steps
+        .iter()
+        .enumerate()
+        .find(|(_, s)| s.output() == mid)?;
+    let Step::Move { parts, .. } = step else {
+        return None;
+    };
+    let shape = &plan.values[mid].shape;
+    let covers =
+        parts.len() == 1 && parts[0].start.iter().all(|s| *s == 0) && parts[0].extent == *shape;
+    let reads_once = plan.steps[reader]
+        .inputs()
+        .iter()
+        .filter(|v| **v == mid)
+        .count()
+        == 1;
+    (readers == 1 && covers && reads_once && i < reader).then_some(i)
+}
+
+/// Composes step `i` (a simple move into input `k` of move `j`) into
+/// `j`'s parts; `false` (nothing changed) if some part does not map.
+fn compose(plan: &mut Plan, i: usize, j: usize, k: usize) -> bool {
+    let Step::Move {
+        inputs: src_inputs,
+        parts: src_parts,
+        output: mid,
+        ..
+    } = &plan.steps[i]
+    else {
+        return false;
+    };
+    let (src, first) = (src_inputs[0], src_parts[0].clone());
+    let mid_shape = plan.values[*mid].shape.clone();
+    let mst = strides(&mid_shape);
+    let Step::Move { inputs, parts, .. } = &plan.steps[j] else {
+        return false;
+    };
+    let mut new_parts = parts.clone();
+    for p in new_parts.iter_mut().filter(|p| p.input == k) {
+        // base as mid digits; each output axis moves one mid axis.
+        let mut digit: Vec<usize> = mid_shape.iter().map(|_| 0).collect();
+        let mut rest = p.base;
+        for a in (0..mid_shape.len()).rev() {
+            digit[a] = rest % mid_shape[a];
+            rest /= mid_shape[a];
+        }
+        let mut reach = digit.clone();
+        let mut stride = vec![0; p.stride.len()];
+        for (d, s) in p.stride.iter().enumerate() {
+            if *s == 0 || p.extent[d] == 1 {
+                continue;
+            }
+            let Some(a) = (0..mid_shape.len())
+                .find(|a| mid_shape[*a] > 1 && s % mst[*a] == 0 && s / mst[*a] < mid_shape[*a])
+            else {
+                return false;
+            };
+            let c = s / mst[a];
+            reach[a] += (p.extent[d] - 1) * c;
+            stride[d] = c * first.stride[a];
+        }
+        if reach.iter().zip(&mid_shape).any(|(r, n)| r >= n) {
+            return false;
+        }
+        p.base = first.base
+            + digit
+                .iter()
+                .zip(&first.stride)
+                .map(|(x, s)| x * s)
+                .sum::<usize>();
+        p.stride = stride;
+    }
+    let mut new_inputs = inputs.clone();
+    new_inputs[k] = src;
+    if let Step::Move { inputs, parts, .. } = &mut plan.steps[j] {
+        *inputs = new_inputs;
+        *parts = new_parts;
+    }
+    true
 }

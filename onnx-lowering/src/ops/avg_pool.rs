@@ -17,8 +17,8 @@ use crate::validate::window_out;
 
 /// Descriptor words: in, out, C, H, W, OH, OW, KH, KW, sh, sw, pt, pl, cb,
 /// rb, multipliers, shifts, lo, hi, and the counted area: ylo, yhi, xlo,
-/// xhi (the input, or the padded input). About 50 fuel per output, 12 per
-/// window row and 7 per window position.
+/// xhi (the input, or the padded input). About 100 fuel per output, 25
+/// per window row and 14 per window position.
 pub const KERNEL: Kernel = Kernel {
     name: "avg_pool",
     wat: r#"
@@ -148,7 +148,7 @@ pub fn schedule(op: &AvgPool, p: &Program, budget: &Budget) -> Scheduled {
     let sh = u64::from(op.stride[0]).max(1);
     let fuel = budget.unit_fuel.saturating_sub(100);
     let tables = 8 * (kh * kw + 1);
-    let row_fuel = 40 + ow64 * (70 + kh * (14 + 8 * kw));
+    let row_fuel = 40 + ow64 * (100 + kh * (25 + 14 * kw));
     let rb_bytes = budget.unit_bytes.saturating_sub(kh * w64 + tables)
         / (ow64 + sh.min(kh.max(1)) * w64).max(1);
     let rb = (fuel / row_fuel).min(rb_bytes).max(1).min(oh64.max(1));

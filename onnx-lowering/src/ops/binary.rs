@@ -37,7 +37,8 @@ fn code(kind: BinaryKind) -> u32 {
 /// Descriptor words: a, b, c, out, kind, ma, mb, s, lo, hi, rows, rpu,
 /// chunks, ipu, inner, the inner strides of a, b, c, dims[0..5], then the
 /// strides of a, b and c along axes 0..5 (all in elements = bytes). About
-/// 40 fuel per element plus 110 per row.
+/// 50 (predicates) to 70 (rescaling kinds) fuel per element plus 110 per
+/// row.
 pub const KERNEL: Kernel = Kernel {
     name: "binary",
     wat: r#"
@@ -161,7 +162,7 @@ pub fn schedule(op: &Binary, p: &Program, budget: &Budget) -> Scheduled {
         .take(reads)
         .map(|s| u64::from(*s).clamp(1, 64))
         .sum::<u64>();
-    let (ef, eb) = (45u64, 1 + strided);
+    let (ef, eb) = (70u64, 1 + strided);
     let (rpu, chunks, ipu) =
         if 120 + inner * ef > budget.unit_fuel || 64 * 3 + inner * eb > budget.unit_bytes {
             let ipu = (budget.unit_fuel.saturating_sub(120) / ef)

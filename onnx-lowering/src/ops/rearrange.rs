@@ -27,7 +27,7 @@ pub const MAX_PARTS: usize = 1024;
 /// Descriptor words: out, size, fill, fill_units, fill_per, out_len,
 /// nparts, then per part (96 bytes): first_unit, rows, rpu, chunks, ipu,
 /// inner, src, dst, inner src stride (bytes), extent[0..5], src
-/// stride[0..5] (bytes), dst stride[0..5] (bytes). About 10 fuel per
+/// stride[0..5] (bytes), dst stride[0..5] (bytes). About 19 fuel per
 /// element copied plus 80 per row.
 pub const KERNEL: Kernel = Kernel {
     name: "rearrange",
@@ -184,7 +184,7 @@ pub fn schedule(op: &Rearrange, p: &Program, budget: &Budget) -> Scheduled {
         let ss = u64::from(part.stride[5]) * u64::from(size);
         // Fuel and bytes of one element (a strided read may touch its own
         // chunk: up to 64 bytes are counted for it).
-        let (ef, eb) = (10u64, u64::from(size) + ss.clamp(u64::from(size), 64));
+        let (ef, eb) = (19u64, u64::from(size) + ss.clamp(u64::from(size), 64));
         let (rpu, chunks, ipu) =
             if 80 + inner * ef > budget.unit_fuel || 64 + inner * eb > budget.unit_bytes {
                 let ipu = (budget.unit_fuel.saturating_sub(80) / ef)
