@@ -517,6 +517,129 @@ pub struct ProductSum {
     pub hi: i32,
 }
 
+/// One strided copy of a [`Rearrange`]: the output elements whose index
+/// `o` (the output shape right-aligned to 6 axes, missing leading axes 1)
+/// lies in the window `start[d] <= o[d] < start[d] + extent[d]` are read
+/// from element `base + sum_d (o[d] - start[d]) * stride[d]` of `input`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CopyPart {
+    pub input: TensorId,
+    /// Element offset in `input` of the window's first element.
+    pub base: u32,
+    /// Element strides of `input` along the 6 output axes (0 repeats an
+    /// element: broadcasting).
+    pub stride: [u32; 6],
+    pub start: [u32; 6],
+    /// `>= 1` on every axis.
+    pub extent: [u32; 6],
+}
+
+/// Data movement: `out[o] = input_p[base_p + sum_d (o[d] - start_p[d])
+/// stride_p[d]]` for the part `p` whose window holds `o`, and `fill` where
+/// no window does. The windows are disjoint and inside the output, so
+/// every element is written once. Inputs and output share one element
+/// type (`i8`, `i16` or `i32`); `fill` lies in it. Transpose, Slice,
+/// Split, Expand, Gather with constant indices (one part), Pad (one part
+/// plus `fill`) and Concat (one part per input).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rearrange {
+    pub output: TensorId,
+    pub parts: Vec<CopyPart>,
+    pub fill: i32,
+}
+
+/// What a [`Binary`] computes from `x = a[..]`, `y = b[..]` (`i8`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BinaryKind {
+    /// `v = x ma + y mb` (Sub: a negative `mb`)
+    Add,
+    /// `v = x y ma`
+    Mul,
+    /// `v = max(x ma, y mb)`
+    Max,
+    /// `v = min(x ma, y mb)`
+    Min,
+    /// `v = c != 0 ? x ma : y mb` (ONNX `Where`)
+    Select,
+    /// `out = (x ma == y mb) as i8`, raw 0/1
+    Equal,
+    /// `out = (x ma < y mb) as i8`, raw 0/1 (Greater: swapped operands)
+    Less,
+    /// `out = (x ma <= y mb) as i8`, raw 0/1
+    LessOrEqual,
+    /// `out = (x != 0 && y != 0) as i8`
+    And,
+    /// `out = (x != 0 || y != 0) as i8`
+    Or,
+    /// `out = ((x != 0) != (y != 0)) as i8`
+    Xor,
+}
+
+impl BinaryKind {
+    /// Whether the output is the raw `0`/`1` of a predicate (no rescale).
+    pub fn is_predicate(self) -> bool {
+        !matches!(
+            self,
+            BinaryKind::Add
+                | BinaryKind::Mul
+                | BinaryKind::Max
+                | BinaryKind::Min
+                | BinaryKind::Select
+        )
+    }
+}
+
+/// Element-wise op of two `i8` tensors with numpy broadcasting, batch 1:
+/// the output (shape right-aligned to 6 axes) is written in row-major
+/// order, and its element `o` reads `x = a[sum_d o[d] a_stride[d]]`, `y =
+/// b[sum_d o[d] b_stride[d]]` (and `c[sum_d o[d] c_stride[d]]` for
+/// [`BinaryKind::Select`]; a broadcast axis has stride 0). The rescaling
+/// kinds give, in `i64`, `out = clamp((v + 2^(s-1)) >> s, lo, hi)` with `v`
+/// of [`BinaryKind`] (`|ma|, |mb| < 2^31`, `1 <= s <= 62`); the predicates
+/// give `0` or `1`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Binary {
+    pub kind: BinaryKind,
+    pub a: TensorId,
+    pub b: TensorId,
+    /// The condition of `Select` (`i8`); ignored (any tensor) otherwise.
+    pub c: TensorId,
+    pub output: TensorId,
+    pub a_stride: [u32; 6],
+    pub b_stride: [u32; 6],
+    pub c_stride: [u32; 6],
+    pub a_multiplier: i32,
+    pub b_multiplier: i32,
+    pub shift: i32,
+    pub lo: i32,
+    pub hi: i32,
+}
+
+/// Average pooling, batch 1: `out[c, y, x] = requant_n(sum of in[c, y*sh -
+/// pt + ky, x*sw - pl + kx])` over the window positions inside the input,
+/// where `n` is the window's count: its positions inside the input, or
+/// (`count_include_pad`) inside the padded input `[-pt, H + pb) x [-pl, W +
+/// pr)`. `multiplier` and `shift` are `i32 [KH * KW + 1]`, indexed by `n`
+/// (the import: `m[n] 2^-s[n] = s_in / (n s_out)`); `requant` as in the
+/// spec above with zero point 0 and clamp `lo..=hi` in `i8`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AvgPool {
+    /// `i8 [1, C, H, W]`
+    pub input: TensorId,
+    /// `i8 [1, C, OH, OW]`
+    pub output: TensorId,
+    pub kernel: [u32; 2],
+    pub stride: [u32; 2],
+    /// top, left, bottom, right
+    pub pad: [u32; 4],
+    pub count_include_pad: bool,
+    pub multiplier: TensorId,
+    pub shift: TensorId,
+    pub lo: i32,
+    pub hi: i32,
+}
+
 /// One operation.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -535,6 +658,9 @@ pub enum Op {
     Interp(Interp),
     ColAdd(ColAdd),
     ProductSum(ProductSum),
+    Rearrange(Rearrange),
+    Binary(Binary),
+    AvgPool(AvgPool),
 }
 
 impl Op {
@@ -555,6 +681,9 @@ impl Op {
             Op::Interp(o) => o.output,
             Op::ColAdd(o) => o.output,
             Op::ProductSum(o) => o.output,
+            Op::Rearrange(o) => o.output,
+            Op::Binary(o) => o.output,
+            Op::AvgPool(o) => o.output,
         }
     }
 
@@ -575,6 +704,9 @@ impl Op {
             Op::Interp(_) => "interp",
             Op::ColAdd(_) => "col_add",
             Op::ProductSum(_) => "product_sum",
+            Op::Rearrange(_) => "rearrange",
+            Op::Binary(_) => "binary",
+            Op::AvgPool(_) => "avg_pool",
         }
     }
 }

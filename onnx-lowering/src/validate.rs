@@ -513,6 +513,9 @@ impl Program {
                 }
                 Ok(())
             }
+            Op::Rearrange(o) => crate::ops::rearrange::validate(self, node, o),
+            Op::Binary(o) => crate::ops::binary::validate(self, node, o),
+            Op::AvgPool(o) => crate::ops::avg_pool::validate(self, node, o, image),
             Op::Interp(o) => {
                 let n = u64::from(self.get(o.output, node, "output")?.len());
                 self.expect(node, "input", o.input, DType::I16, n)?;

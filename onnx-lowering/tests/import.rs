@@ -560,20 +560,27 @@ fn libm_free_erf(x: f64) -> f64 {
     sum * std::f64::consts::FRAC_2_SQRT_PI
 }
 
+/// An `int64` initializer.
+fn int64s(name: &str, shape: &[i64], data: &[i64]) -> Pb {
+    let raw: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let t = shape.iter().fold(Pb::new(), |t, d| t.int(1, *d));
+    t.int(2, 7).str(8, name).bytes(9, &raw)
+}
+
 #[test]
 fn unsupported_ops_are_named() {
-    // Softmax over a middle axis (only trailing axes are lowered).
+    // A minimum reduction (no integer lowering).
     let softmax = model(
         vec![node(
-            "Softmax",
+            "ReduceMin",
             "probabilities",
             &["x"],
             &["y"],
-            &[("axis", I(1))],
+            &[("axes", Is(&[2])), ("keepdims", I(1))],
         )],
         vec![],
         vec![value_info("x", &[1, 4, 6])],
-        vec![value_info("y", &[1, 4, 6])],
+        vec![value_info("y", &[1, 4, 1])],
     );
     match import(
         &write_model("softmax.onnx", &softmax),
@@ -585,14 +592,22 @@ fn unsupported_ops_are_named() {
         }
         other => panic!("expected Unsupported, got {:?}", other.map(|i| i.report)),
     }
+    // A slice with a negative step over more than 1024 elements (one
+    // piece per element; Transpose, Softmax over a middle axis and the
+    // other general ops: tests/import_general.rs).
     let transpose = model(
         vec![
-            node("Transpose", "tr", &["x"], &["t"], &[]),
+            node("Slice", "tr", &["x", "st", "en", "ax", "sp"], &["t"], &[]),
             node("Sigmoid", "s", &["t"], &["y"], &[]),
         ],
-        vec![],
-        vec![value_info("x", &[1, 4, 6])],
-        vec![value_info("y", &[6, 4, 1])],
+        vec![
+            int64s("st", &[1], &[1099]),
+            int64s("en", &[1], &[0]),
+            int64s("ax", &[1], &[2]),
+            int64s("sp", &[1], &[-1]),
+        ],
+        vec![value_info("x", &[1, 2, 1100])],
+        vec![value_info("y", &[1, 2, 1099])],
     );
     match import(
         &write_model("transpose.onnx", &transpose),

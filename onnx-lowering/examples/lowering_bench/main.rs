@@ -97,6 +97,8 @@ fn work(op: &Op, p: &Program) -> u64 {
         }
         Op::MatMul(m) => u64::from(m.m) * u64::from(m.k) * u64::from(m.n),
         Op::MaxPool(m) => out * u64::from(m.kernel[0] * m.kernel[1]),
+        Op::AvgPool(m) => out * u64::from(m.kernel[0] * m.kernel[1]),
+        Op::Rearrange(_) | Op::Binary(_) => out,
         Op::Add(_) | Op::Lut(_) | Op::ChannelMul(_) | Op::Interp(_) | Op::ColAdd(_) => out,
         Op::ProductSum(_) => 2 * out,
         Op::Softmax(_) | Op::MaskedSoftmax(_) => 3 * out,

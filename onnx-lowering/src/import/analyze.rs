@@ -21,8 +21,11 @@
 //! - an LSTM (tract's `Scan` loop) is unrolled over its fixed sequence
 //!   length (see [`super::recurrent`]).
 //!
-//! Everything else is [`LowerError::Unsupported`], naming the tract node
-//! (which carries the ONNX node's name).
+//! A node these rules refuse goes to the general-purpose lowering of
+//! [`super::general`] (data movement, broadcasting binary ops,
+//! comparisons, logic, Where, average pooling). Everything else is
+//! [`LowerError::Unsupported`], naming the tract node (which carries the
+//! ONNX node's name).
 
 use super::fold::{absorb, relu_after};
 use super::linear::{self, konst, shape, unsupported};
@@ -499,12 +502,14 @@ pub fn analyze(model: &TypedModel) -> Result<Plan, LowerError> {
     }
     for id in model.eval_order().map_err(onnx)? {
         if !w.folded.contains(&id) {
-            w.node(model.node(id))?;
+            let node = model.node(id);
+            w.node(node).or_else(|e| w.general_fallback(node, e))?;
         }
     }
     for o in w.outputs.clone() {
         let v = w.need(o)?;
         w.plan.outputs.push(v);
     }
+    super::movement::fuse_moves(&mut w.plan);
     Ok(w.plan)
 }

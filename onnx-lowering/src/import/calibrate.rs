@@ -353,6 +353,9 @@ fn run_step(plan: &Plan, step: &Step, vals: &[Option<Rc<Vec<f64>>>]) -> Rc<Vec<f
             }
             Rc::new(out)
         }
+        Step::Move { .. } | Step::Binary { .. } | Step::AvgPool { .. } => {
+            Rc::new(super::general::eval(plan, step, &|v| get(v).as_slice()))
+        }
     }
 }
 

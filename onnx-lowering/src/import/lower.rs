@@ -22,6 +22,7 @@ use opml_runtime::limits::{MAX_PAGES, PAGE_SIZE};
 
 #[path = "encoder16.rs"]
 mod encoder16;
+mod general_ops;
 #[path = "recurrent_lower.rs"]
 mod recurrent_lower;
 
@@ -356,6 +357,9 @@ impl Lowering<'_> {
             Step::Slice { .. } | Step::Stack { .. } | Step::Products { .. }
         ) {
             return self.recurrent_step(step);
+        }
+        if let Some(done) = self.general_step(step) {
+            return done;
         }
         if let Step::Alias { input, output } = step {
             let t = self.tensor(*input);
@@ -754,6 +758,9 @@ impl Lowering<'_> {
             | Step::Slice { .. }
             | Step::Stack { .. }
             | Step::Products { .. } => unreachable!("handled above"),
+            Step::Move { .. } | Step::Binary { .. } | Step::AvgPool { .. } => {
+                unreachable!("handled above")
+            }
         };
         let name = match step {
             Step::Conv { name, .. }
@@ -772,6 +779,9 @@ impl Lowering<'_> {
             | Step::Slice { .. }
             | Step::Stack { .. }
             | Step::Products { .. } => unreachable!("handled above"),
+            Step::Move { .. } | Step::Binary { .. } | Step::AvgPool { .. } => {
+                unreachable!("handled above")
+            }
         };
         self.b.node(name, op);
         Ok(())
@@ -1156,7 +1166,11 @@ pub fn lower(plan: &Plan, ranges: &Calibration) -> Result<Lowered, LowerError> {
             Step::Gather { output, table, .. } => {
                 scales[*output] = act_scale(table.iter().fold(0.0, |m, x| m.max(x.abs())))
             }
-            _ => {}
+            _ => {
+                if let Some(s) = general_ops::output_scale(plan, step, &scales) {
+                    scales[step.output()] = s;
+                }
+            }
         }
     }
     let root = |mut v: ValueId| {

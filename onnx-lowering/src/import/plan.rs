@@ -183,6 +183,53 @@ pub enum Step {
         output: ValueId,
         wide: bool,
     },
+    /// Data movement (see [`MovePart`]): `fill` where no part's window is.
+    Move {
+        name: String,
+        inputs: Vec<ValueId>,
+        output: ValueId,
+        parts: Vec<MovePart>,
+        fill: f64,
+    },
+    /// Broadcasting element-wise op of `a` and `b` (and the condition `c`
+    /// of a select); operand `k` of output element `o` is element `sum_d
+    /// o[d] strides[k][d]` (output axes).
+    Binary {
+        name: String,
+        kind: crate::ir::BinaryKind,
+        /// `a - b` for `Add`.
+        negate_b: bool,
+        a: ValueId,
+        b: ValueId,
+        c: Option<ValueId>,
+        output: ValueId,
+        strides: [Vec<usize>; 3],
+    },
+    /// Average pooling over the last two axes.
+    AvgPool {
+        name: String,
+        input: ValueId,
+        output: ValueId,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        pad: [usize; 4],
+        count_include_pad: bool,
+        /// `false`: the window sum (tract's `SumPool` without normalize).
+        normalize: bool,
+    },
+}
+
+/// One strided copy of a [`Step::Move`], in the output's axes: the output
+/// elements in the window `start[d] <= o[d] < start[d] + extent[d]` read
+/// element `base + sum_d (o[d] - start[d]) stride[d]` of input number
+/// `input` of the step.
+#[derive(Clone, Debug)]
+pub struct MovePart {
+    pub input: usize,
+    pub base: usize,
+    pub stride: Vec<usize>,
+    pub start: Vec<usize>,
+    pub extent: Vec<usize>,
 }
 
 impl Step {
@@ -204,6 +251,9 @@ impl Step {
             | Step::Slice { output, .. }
             | Step::Stack { output, .. }
             | Step::Products { output, .. } => *output,
+            Step::Move { output, .. }
+            | Step::Binary { output, .. }
+            | Step::AvgPool { output, .. } => *output,
         }
     }
 
@@ -225,6 +275,9 @@ impl Step {
             Step::LayerNorm { a, b, .. } => std::iter::once(*a).chain(*b).collect(),
             Step::ActMatMul { a, b, .. } => vec![*a, *b],
             Step::MaskedSoftmax { input, mask, .. } => vec![*input, *mask],
+            Step::Move { inputs, .. } => inputs.clone(),
+            Step::Binary { a, b, c, .. } => [*a, *b].into_iter().chain(*c).collect(),
+            Step::AvgPool { input, .. } => vec![*input],
         }
     }
 }

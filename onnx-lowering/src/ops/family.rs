@@ -4,8 +4,8 @@
 use crate::error::LowerError;
 use crate::ir::{Op, Program};
 use crate::ops::{
-    act_matmul, channel_mul, col_add, conv, elementwise, gather, interp, layer_norm,
-    masked_softmax, matmul, pool, product_sum, softmax,
+    act_matmul, avg_pool, binary, channel_mul, col_add, conv, elementwise, gather, interp,
+    layer_norm, masked_softmax, matmul, pool, product_sum, rearrange, softmax,
 };
 use std::sync::LazyLock;
 
@@ -51,7 +51,7 @@ pub struct Scheduled {
 }
 
 /// Every kernel, in kernel-id order (conv's text is generated on first use).
-pub static KERNELS: LazyLock<[&Kernel; 22]> = LazyLock::new(|| {
+pub static KERNELS: LazyLock<[&Kernel; 25]> = LazyLock::new(|| {
     [
         &matmul::KERNEL,
         &conv::KERNEL,
@@ -75,6 +75,9 @@ pub static KERNELS: LazyLock<[&Kernel; 22]> = LazyLock::new(|| {
         &layer_norm::KERNEL_16,
         &col_add::KERNEL_16,
         &masked_softmax::KERNEL_16I,
+        &rearrange::KERNEL,
+        &binary::KERNEL,
+        &avg_pool::KERNEL,
     ]
 });
 
@@ -103,6 +106,9 @@ pub fn schedule(op: &Op, p: &Program, budget: &Budget) -> Result<Scheduled, Lowe
         Op::Interp(o) => Ok(interp::schedule(o, p, budget)),
         Op::ColAdd(o) => Ok(col_add::schedule(o, p, budget)),
         Op::ProductSum(o) => Ok(product_sum::schedule(o, p, budget)),
+        Op::Rearrange(o) => Ok(rearrange::schedule(o, p, budget)),
+        Op::Binary(o) => Ok(binary::schedule(o, p, budget)),
+        Op::AvgPool(o) => Ok(avg_pool::schedule(o, p, budget)),
     }
 }
 
@@ -123,6 +129,9 @@ pub fn run_native(op: &Op, p: &Program, mem: &mut [u8]) -> Result<(), LowerError
         Op::Interp(o) => interp::run_native(o, p, mem),
         Op::ColAdd(o) => col_add::run_native(o, p, mem),
         Op::ProductSum(o) => product_sum::run_native(o, p, mem),
+        Op::Rearrange(o) => rearrange::run_native(o, p, mem),
+        Op::Binary(o) => binary::run_native(o, p, mem),
+        Op::AvgPool(o) => avg_pool::run_native(o, p, mem),
     }
     Ok(())
 }

@@ -7,6 +7,8 @@
 //! step is the same for every input.
 
 pub mod act_matmul;
+pub mod avg_pool;
+pub mod binary;
 pub mod channel_mul;
 pub mod col_add;
 pub mod conv;
@@ -21,4 +23,5 @@ pub mod mem;
 pub mod native_gemm;
 pub mod pool;
 pub mod product_sum;
+pub mod rearrange;
 pub mod softmax;
