@@ -371,7 +371,7 @@ proptest! {
     /// constant, model inputs), outputs and layout.
     #[test]
     fn random_lstms_agree_on_both_engines(
-        seq in 1usize..=5,
+        seq in 2usize..=5,
         inp in 1usize..=9,
         hid in prop_oneof![Just(8usize), Just(16)],
         bias in any::<bool>(),
@@ -559,5 +559,33 @@ proptest! {
         seed in any::<u64>(),
     ) {
         check_product_sum(n, wide, seed);
+    }
+}
+
+/// One timestep: tract inlines the loop's body (a lone `LstmEpilogue`),
+/// which is refused by name, not lowered.
+#[test]
+fn single_timestep_lstm_is_refused_by_name() {
+    for batch_first in [false, true] {
+        let c = Case {
+            seq: 1,
+            inp: 3,
+            hid: 8,
+            bias: true,
+            init: 1,
+            outputs: [true, true, true],
+            batch_first,
+            seed: 3,
+        };
+        let (bytes, _) = lstm_onnx(&c, &[], false);
+        let path = write_model(&format!("lstm_seq1_{batch_first}.onnx"), &bytes);
+        match import(&path, &ImportOptions::default()) {
+            Err(LowerError::Unsupported { node, op, reason }) => {
+                assert!(node.starts_with(NAME), "{node}");
+                assert_eq!(op, "LstmEpilogue");
+                assert!(reason.contains("single timestep"), "{reason}");
+            }
+            other => panic!("expected Unsupported, got {:?}", other.map(|i| i.report)),
+        }
     }
 }

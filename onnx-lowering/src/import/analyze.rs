@@ -422,6 +422,12 @@ impl Walker<'_> {
         if self.recurrent_node(node)? {
             return Ok(()); // An LSTM loop (see `super::recurrent`).
         }
+        if node.op_is::<tract_onnx::tract_core::ops::lstm_cell::LstmEpilogue>() {
+            return Err(unsupported(
+                node,
+                "an LSTM over a single timestep (tract inlines its loop; lowered only as a Scan of 2 or more timesteps)",
+            ));
+        }
         if node.outputs.len() != 1 && !node.op_is::<Const>() {
             return Err(unsupported(node, "ops with several outputs"));
         }
