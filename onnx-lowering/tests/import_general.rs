@@ -392,6 +392,27 @@ fn pad_modes_and_reversed_slices_match_tract() {
     assert!(err.iter().all(|e| *e <= 0.5 + 1e-3), "{err:?}");
 }
 
+/// `x / d` of two activations: `x` times a table of `1 / d`.
+#[test]
+fn division_of_two_activations_matches_tract() {
+    let bytes = model(
+        vec![
+            node("Sigmoid", "sig", &["y"], &["d"], &[]),
+            node("Div", "div", &["x", "d"], &["o"], &[]),
+        ],
+        vec![],
+        vec![value_info("x", &[1, 3, 4, 5]), value_info("y", &[3, 1, 5])],
+        vec![value_info("o", &[1, 3, 4, 5])],
+    );
+    let shapes = vec![vec![1, 3, 4, 5], vec![3, 1, 5]];
+    let k = kinds(&bytes, "div_kinds.onnx", &shapes);
+    assert_eq!(k.iter().filter(|k| *k == "binary").count(), 1, "{k:?}");
+    let err = check("div.onnx", &bytes, &shapes, &random_samples(5, &shapes, 6));
+    // The product's rounding plus the reciprocal table's half step, scaled
+    // by |x| (at most the output's range over the reciprocal's).
+    assert!(err[0] <= 1.0, "{err:?}");
+}
+
 fn refused(name: &str, bytes: &[u8], node_prefix: &str) {
     match import(&write_model(name, bytes), &ImportOptions::default()) {
         Err(LowerError::Unsupported { node, op, reason }) => {

@@ -11,7 +11,7 @@
 use super::analyze::{out0, Walker};
 use super::linear::{self, konst, shape, strides, unsupported};
 use super::movement::eval_move;
-use super::plan::{Plan, Step, ValueId};
+use super::plan::{Expr, Plan, Step, UnFn, ValueId};
 use crate::error::LowerError;
 use crate::ir::BinaryKind;
 use tract_onnx::prelude::*;
@@ -90,6 +90,10 @@ impl Walker<'_> {
         }
         let o = out0(node);
         if let Some(bin) = node.op_as::<TypedBinOp>() {
+            if bin.0.name() == "Div" {
+                self.divide(node)?;
+                return Ok(true);
+            }
             let (kind, negate, swap) = match bin.0.name() {
                 "Add" => (BinaryKind::Add, false, false),
                 "Sub" => (BinaryKind::Add, true, false),
@@ -195,6 +199,26 @@ impl Walker<'_> {
         };
         let first = data.first().is_some_and(|x| *x != 0.0);
         Ok(data.iter().all(|x| (*x != 0.0) == first).then_some(first))
+    }
+
+    /// `a / b` of two activations: `a * r` with `r = 1 / b` a calibrated
+    /// element-wise table of `b` (exact per `i8` level of `b`; a `b` level
+    /// of 0 saturates `r`).
+    fn divide(&mut self, node: &TypedNode) -> Result<(), LowerError> {
+        let va = self.value_or_const(node.inputs[0])?;
+        let vb = self.value_or_const(node.inputs[1])?;
+        if self.plan.values[vb].integer {
+            return Err(unsupported(node, "division by raw integers"));
+        }
+        let shape_b = self.plan.values[vb].shape.clone();
+        let r = self.plan.value(&format!("{}.recip", node.name), &shape_b);
+        self.plan.steps.push(Step::Pointwise {
+            name: format!("{}.recip", node.name),
+            input: vb,
+            output: r,
+            expr: Expr::Un(UnFn::Recip, Box::new(Expr::Var)),
+        });
+        self.push_binary(node, BinaryKind::Mul, false, [va, r, va], None)
     }
 
     /// A broadcasting binary step reading outlets `[a, b]` (and `c`).

@@ -20,11 +20,15 @@ use crate::error::LowerError;
 use crate::ir::{self, DType, Op, Program, TensorId, TensorKind};
 use opml_runtime::limits::{MAX_PAGES, PAGE_SIZE};
 
-#[path = "encoder16.rs"]
 mod encoder16;
 mod general_ops;
-#[path = "recurrent_lower.rs"]
-mod recurrent_lower;
+mod norm;
+mod unrolled;
+mod widths;
+
+use widths::{
+    alias_family, attention_values, column_scales, i16_values, max_row_sum, score_values,
+};
 
 /// The integer program with the quantization of its inputs and outputs.
 pub struct Lowered {
@@ -59,7 +63,7 @@ struct Lowering<'a> {
     wide: Vec<bool>,
     /// `i16` activations quantized to `-R..=R` (see [`i16_values`]).
     half: Vec<Option<i32>>,
-    /// Values that are views into a stacked value (see [`recurrent_lower`]).
+    /// Values that are views into a stacked value (see [`unrolled`]).
     views: Vec<Option<(ValueId, usize)>>,
 }
 
@@ -216,139 +220,6 @@ impl Lowering<'_> {
         };
         let rq = self.b.requant(name, &mul, &sh, 0, lo, hi);
         Ok((w, bias, rq))
-    }
-
-    /// The softmax's `exp` table: `table[d] = round(2^20 exp(-d s_in))`.
-    fn exp_table(&mut self, name: &str, input: ValueId) -> Result<TensorId, LowerError> {
-        self.exp_table_step(name, f64::from(self.scales[input]), 0.0)
-    }
-
-    /// `table[d] = round(2^20 exp(-(d + offset) s_in))`.
-    fn exp_table_step(
-        &mut self,
-        name: &str,
-        s_in: f64,
-        offset: f64,
-    ) -> Result<TensorId, LowerError> {
-        let table: Vec<i32> = (0..256)
-            .map(|d| {
-                round_clamp(
-                    mathfn::exp(-(f64::from(d) + offset) * s_in) * f64::from(1 << 20),
-                    0,
-                    1 << 20,
-                )
-            })
-            .collect();
-        self.room(name, 256, 4)?;
-        Ok(self.b.const_i32(&format!("{name}.exp"), &[256], &table))
-    }
-
-    /// The integer layer normalization (see [`ir::LayerNorm`]). With `u`
-    /// the real value of one unit of `x = a wa + b wb`: `wa[l]`, `wb[l]`
-    /// are the columns' scales in units of `u`, with `u` as small as the
-    /// bound `sum_l (128 (len c[l] + sum_m c[m]))^2 < 0.98 * 2^62` on the
-    /// variance sum allows (`c = wa + wb`; with per-column scales the
-    /// small columns leave room for larger weights, so their rounding
-    /// error shrinks), `eps` is `eps len^3 / u^2`, and `k` the
-    /// largest shift (<= 30) that keeps `|gamma|, |beta| < 2^30`.
-    fn layer_norm(
-        &mut self,
-        name: &str,
-        (a, b, out_v): (ValueId, Option<ValueId>, ValueId),
-        (gamma, beta, eps): (&[f64], &[f64], f64),
-        rows: usize,
-        len: usize,
-    ) -> Result<Op, LowerError> {
-        let e = |m: &str| err(name, "LayerNormalization", m);
-        let lf = len as f64;
-        let col = |w: &Self, v: ValueId| -> Vec<f64> {
-            match &w.cols[v] {
-                Some(c) => c.iter().map(|s| f64::from(*s)).collect(),
-                None => vec![f64::from(w.scales[v]); len],
-            }
-        };
-        let sa = col(self, a);
-        let sb = b.map_or(vec![0.0; len], |b| col(self, b));
-        let so = col(self, out_v);
-        let top = sa.iter().chain(&sb).fold(0.0f64, |m, s| m.max(*s));
-        if top.is_nan() || top <= 0.0 || !top.is_finite() {
-            return Err(e("row too long for the integer layer normalization"));
-        }
-        // Integer weights `round(s / top * w)` with the largest `w` for
-        // which the bound `|d[l]| <= 128 (len c[l] + sum_m c[m])` (with
-        // `c = wa + wb`) keeps `sum_l d[l]^2 + eps` below `0.98 * 2^62`.
-        let weights = |w: f64| -> (Vec<i32>, Vec<i32>) {
-            let q = |v: &[f64]| v.iter().map(|s| (s / top * w).round() as i32).collect();
-            (q(&sa), q(&sb))
-        };
-        let bound = |wa: &[i32], wb: &[i32]| -> f64 {
-            let c: Vec<f64> = wa
-                .iter()
-                .zip(wb)
-                .map(|(x, y)| f64::from(*x) + f64::from(*y))
-                .collect();
-            let total: f64 = c.iter().sum();
-            c.iter().map(|c| (128.0 * (lf * c + total)).powi(2)).sum()
-        };
-        let limit = 0.98 * 2f64.powi(62) - f64::from(i32::MAX);
-        let unit_bound: f64 = {
-            let c: Vec<f64> = sa.iter().zip(&sb).map(|(x, y)| (x + y) / top).collect();
-            let total: f64 = c.iter().sum();
-            c.iter().map(|c| (128.0 * (lf * c + total)).powi(2)).sum()
-        };
-        let mut w = (limit / unit_bound).sqrt().min(f64::from(1 << 24)).floor();
-        let (wa, wb) = loop {
-            let (wa, wb) = weights(w);
-            if w < 1.0 || bound(&wa, &wb) < limit {
-                break (wa, wb);
-            }
-            w = (w * 0.99).floor();
-        };
-        if w < 1.0 {
-            return Err(e("row too long for the integer layer normalization"));
-        }
-        let unit = top / w;
-        let eps_i = round_clamp(eps * lf * lf * lf / (unit * unit), 0, i32::MAX);
-        let (g, bt): (Vec<f64>, Vec<f64>) = (
-            gamma
-                .iter()
-                .zip(&so)
-                .map(|(g, s)| g * lf.sqrt() / s)
-                .collect(),
-            beta.iter().zip(&so).map(|(b, s)| b / s).collect(),
-        );
-        let big = g.iter().chain(&bt).fold(0.0f64, |m, v| m.max(v.abs()));
-        let mut k = 30;
-        while k > 1 && big * 2f64.powi(k) >= 2f64.powi(30) {
-            k -= 1;
-        }
-        if big * 2f64.powi(k) >= 2f64.powi(30) || !big.is_finite() {
-            return Err(e("scale or offset too large for the output scale"));
-        }
-        let q = |v: &[f64]| -> Vec<i32> {
-            v.iter()
-                .map(|x| round_clamp(x * 2f64.powi(k), -(1 << 30), 1 << 30))
-                .collect()
-        };
-        let (gq, bq) = (q(&g), q(&bt));
-        let wa = self.const_i32(&format!("{name}.wa"), &wa)?;
-        let wb = self.const_i32(&format!("{name}.wb"), &wb)?;
-        let gamma = self.const_i32(&format!("{name}.gamma"), &gq)?;
-        let beta = self.const_i32(&format!("{name}.beta"), &bq)?;
-        let ta = self.tensor(a);
-        Ok(Op::LayerNorm(ir::LayerNorm {
-            a: ta,
-            b: b.map_or(ta, |b| self.tensor(b)),
-            output: self.define(out_v, TensorKind::Activation)?,
-            gamma,
-            beta,
-            rows: rows as u32,
-            len: len as u32,
-            wa,
-            wb,
-            eps: eps_i,
-            k,
-        }))
     }
 
     fn step(&mut self, step: &Step) -> Result<(), LowerError> {
@@ -817,329 +688,6 @@ pub fn check_size(plan: &Plan) -> Result<(), LowerError> {
     Ok(())
 }
 
-/// Per-column scales (`max |x[.., l]| / 127`) of the layer-norm outputs
-/// that only row-major matmuls over their last axis (which absorb the
-/// scale of input column `l` into their weights) and layer norms (per-column
-/// `wa`, `wb`) read; `None` for every other value. BERT-like models have a
-/// few layer-norm output columns far larger than the rest, which a single
-/// scale would leave with a few levels.
-fn column_scales(
-    plan: &Plan,
-    ranges: &Calibration,
-    output_roots: &[bool],
-) -> Vec<Option<Vec<f32>>> {
-    let mut cols: Vec<Option<Vec<f32>>> = vec![None; plan.values.len()];
-    for step in &plan.steps {
-        let Step::LayerNorm { output, len, .. } = step else {
-            continue;
-        };
-        let v = *output;
-        let ok = !output_roots[v]
-            && plan.steps.iter().all(|s| {
-                !s.inputs().contains(&v)
-                    || match s {
-                        Step::MatMul {
-                            input, a_stride, k, ..
-                        } => *input == v && *a_stride == [*len, 1] && k == len,
-                        Step::LayerNorm { .. } => true,
-                        _ => false,
-                    }
-            });
-        if let (true, Some(c)) = (ok, ranges.columns[v].as_ref()) {
-            cols[v] = Some(c.iter().map(|m| act_scale(*m)).collect());
-        }
-    }
-    // Row-major matmul outputs read only by layer norms (the residual
-    // branches): per-output-channel requantization gives every column its
-    // own scale, and the layer norm's per-column `wa`, `wb` absorb it.
-    // BERT-like feed-forward outputs have a few columns hundreds of times
-    // larger than the rest.
-    for step in &plan.steps {
-        let Step::MatMul {
-            output,
-            n,
-            o_stride,
-            ..
-        } = step
-        else {
-            continue;
-        };
-        let v = *output;
-        let mut readers = plan.steps.iter().filter(|s| s.inputs().contains(&v));
-        let ok = !output_roots[v]
-            && *o_stride == [*n, 1]
-            && readers.clone().next().is_some()
-            && readers.all(|s| matches!(s, Step::LayerNorm { len, .. } if len == n));
-        if let (true, Some(c)) = (ok, ranges.columns[v].as_ref()) {
-            if c.len() == *n {
-                cols[v] = Some(c.iter().map(|m| act_scale(*m)).collect());
-            }
-        }
-    }
-    // The embedding sum: adds read only by layer norms get per-column
-    // scales (`ir::ColAdd`), and so do the embedding tables and constants
-    // read only by them (or by layer norms), from their own columns.
-    let last = |v: ValueId| plan.values[v].shape.last().copied().unwrap_or(0);
-    for step in &plan.steps {
-        let Step::Add { output, .. } = step else {
-            continue;
-        };
-        let v = *output;
-        let mut readers = plan.steps.iter().filter(|s| s.inputs().contains(&v));
-        let ok = !output_roots[v]
-            && readers.clone().next().is_some()
-            && readers.all(|s| matches!(s, Step::LayerNorm { len, .. } if *len == last(v)));
-        if let (true, Some(c)) = (ok, ranges.columns[v].as_ref()) {
-            if c.len() == last(v) && !c.is_empty() {
-                cols[v] = Some(c.iter().map(|m| act_scale(*m)).collect());
-            }
-        }
-    }
-    for step in &plan.steps {
-        let (v, data) = match step {
-            Step::Gather { output, table, .. } => (*output, table),
-            Step::Const { output, data, .. } => (*output, data),
-            _ => continue,
-        };
-        let len = last(v);
-        let mut readers = plan.steps.iter().filter(|s| s.inputs().contains(&v));
-        let ok = !output_roots[v]
-            && len > 0
-            && data.len() % len == 0
-            && readers.clone().next().is_some()
-            && readers.all(|s| match s {
-                Step::Add { output, .. } => cols[*output].as_ref().is_some_and(|c| c.len() == len),
-                Step::LayerNorm { len: l, .. } => *l == len,
-                _ => false,
-            });
-        if ok {
-            let mut mx = vec![0.0f64; len];
-            for (i, x) in data.iter().enumerate() {
-                mx[i % len] = mx[i % len].max(x.abs());
-            }
-            cols[v] = Some(mx.iter().map(|m| act_scale(*m)).collect());
-        }
-    }
-    cols
-}
-
-/// `max_j sum_k |w[j, k]|` of `i8` weights with rows of `k`.
-fn max_row_sum(w: &[i8], k: usize) -> i64 {
-    w.chunks(k.max(1))
-        .map(|row| row.iter().map(|x| i64::from(x.unsigned_abs())).sum::<i64>())
-        .max()
-        .unwrap_or(0)
-}
-
-/// Values kept as `i16`, with their range `R` (quantized to `-R..=R`):
-/// an element-wise function (GELU) between two matmuls, its input (read
-/// only by it, range `32767`) and its output (read only by matmuls, range
-/// as large as `R max_j sum_k |w[j, k]| <= 2^30` allows for every reader,
-/// so that the readers' `i32` sums cannot wrap whatever their bias). An
-/// `i8` GELU output costs most of the error of an encoder layer: most of
-/// its values are near 0 while a few reach the maximum.
-fn i16_values(plan: &Plan, output_roots: &[bool]) -> Vec<Option<i32>> {
-    let mut half = vec![None; plan.values.len()];
-    let readers = |v: ValueId| plan.steps.iter().filter(move |s| s.inputs().contains(&v));
-    for step in &plan.steps {
-        let Step::Pointwise { input, output, .. } = step else {
-            continue;
-        };
-        let (i, o) = (*input, *output);
-        let from_matmul = plan
-            .steps
-            .iter()
-            .any(|s| matches!(s, Step::MatMul { output, .. } if *output == i));
-        let only_this = readers(i).count() == 1;
-        let mut reach = 0i64;
-        let mut to_matmuls = readers(o).next().is_some();
-        for s in readers(o) {
-            match s {
-                Step::MatMul {
-                    name,
-                    input,
-                    weight,
-                    n,
-                    ..
-                } if *input == o => {
-                    let (wq, _) = super::prequant::weights(plan, name, weight, *n);
-                    reach = reach.max(max_row_sum(&wq, weight.len() / (*n).max(1)));
-                }
-                _ => to_matmuls = false,
-            }
-        }
-        if from_matmul && only_this && to_matmuls && !output_roots[i] && !output_roots[o] {
-            let r = ((1i64 << 30) / reach.max(1)).clamp(127, 32767) as i32;
-            half[i] = Some(32767);
-            half[o] = Some(r);
-        }
-    }
-    half
-}
-
-/// The `i16` operands of exact attention scores `Q K^T` (an `i32` output
-/// read only by a masked softmax): each operand an element-wise function
-/// (the `Mul` that scales `Q` or `K`) of a matmul output (or an alias of
-/// one) read only by it,
-/// the function's input `i16` at range `32767` (so it becomes an
-/// `ir::Interp`), its output at range `R = floor(sqrt((2^31 - 1) / k))`
-/// so that the `i32` score sums cannot wrap; both operands or neither.
-fn score_values(plan: &Plan, output_roots: &[bool], wide: &[bool], half: &mut [Option<i32>]) {
-    let root = |mut v: ValueId| loop {
-        match plan.steps.iter().find(|s| s.output() == v) {
-            Some(Step::Alias { input, .. }) => v = *input,
-            _ => break v,
-        }
-    };
-    let is_out = |v: ValueId| alias_family(plan, v).iter().any(|u| output_roots[*u]);
-    // The pointwise step's input if `v` qualifies.
-    let operand = |v: ValueId| -> Option<ValueId> {
-        let Some(Step::Pointwise { input, .. }) = plan.steps.iter().find(|s| s.output() == v)
-        else {
-            return None;
-        };
-        let i = root(*input);
-        let from_matmul = plan
-            .steps
-            .iter()
-            .any(|s| matches!(s, Step::MatMul { output, .. } if *output == i));
-        let only_pointwise = readers_through_aliases(plan, i).len() == 1;
-        let only_scores = readers_through_aliases(plan, v)
-            .iter()
-            .all(|s| matches!(s, Step::ActMatMul { output, .. } if wide[*output]));
-        (from_matmul && only_pointwise && only_scores && !is_out(i) && !is_out(v)).then_some(i)
-    };
-    for step in &plan.steps {
-        let Step::ActMatMul {
-            a, b, output, dims, ..
-        } = step
-        else {
-            continue;
-        };
-        if !wide[*output] || half[root(*a)].is_some() || half[root(*b)].is_some() {
-            continue;
-        }
-        let (qa, qb) = (root(*a), root(*b));
-        let (Some(ia), Some(ib)) = (operand(qa), operand(qb)) else {
-            continue;
-        };
-        let k = dims[3].max(1) as f64;
-        let r = (f64::from(i32::MAX) / k).sqrt().floor().min(32767.0) as i32;
-        // Every score product reading these operands must see both as i16.
-        let consistent = [qa, qb].iter().all(|v| {
-            readers_through_aliases(plan, *v).iter().all(|s| match s {
-                Step::ActMatMul { a, b, .. } => {
-                    operand(root(*a)).is_some() && operand(root(*b)).is_some()
-                }
-                _ => false,
-            })
-        });
-        if !consistent || r < 127 {
-            continue;
-        }
-        for (i, v) in [(ia, qa), (ib, qb)] {
-            for u in alias_family(plan, i) {
-                half[u] = Some(32767);
-            }
-            for u in alias_family(plan, v) {
-                half[u] = Some(r);
-            }
-        }
-    }
-}
-
-/// `v` and every alias of it (transitively).
-fn alias_family(plan: &Plan, v: ValueId) -> Vec<ValueId> {
-    let mut fam = vec![v];
-    let mut i = 0;
-    while i < fam.len() {
-        for s in &plan.steps {
-            if let Step::Alias { input, output } = s {
-                if *input == fam[i] && !fam.contains(output) {
-                    fam.push(*output);
-                }
-            }
-        }
-        i += 1;
-    }
-    fam
-}
-
-/// The steps other than aliases that read `v` or an alias of it.
-fn readers_through_aliases(plan: &Plan, v: ValueId) -> Vec<&Step> {
-    let fam = alias_family(plan, v);
-    plan.steps
-        .iter()
-        .filter(|s| !matches!(s, Step::Alias { .. }))
-        .filter(|s| s.inputs().iter().any(|i| fam.contains(i)))
-        .collect()
-}
-
-/// The `i16` values of attention's `P V` (range `32767`, so that the sum
-/// `sum_j P[i, j] V[j, c]` with `sum_j P[i, j] <= 32767 + len / 2` cannot
-/// wrap `i32`): the probabilities (units of `1/32767`), `V` (a matmul
-/// output read only by such products) and the context (read only by
-/// matmuls whose sums stay below `2^31 - 2^27` at range `32767`), each
-/// with its aliases.
-fn attention_values(plan: &Plan, output_roots: &[bool], half: &mut [Option<i32>]) {
-    let is_root_out = |v: ValueId| alias_family(plan, v).iter().any(|u| output_roots[*u]);
-    for step in &plan.steps {
-        let Step::ActMatMul { a, b, output, .. } = step else {
-            continue;
-        };
-        let root = |mut v: ValueId| loop {
-            match plan.steps.iter().find(|s| s.output() == v) {
-                Some(Step::Alias { input, .. }) => v = *input,
-                _ => break v,
-            }
-        };
-        let (p, vv, ctx) = (root(*a), root(*b), *output);
-        let is_softmax = plan
-            .steps
-            .iter()
-            .any(|s| matches!(s, Step::MaskedSoftmax { output, .. } if *output == p));
-        let v_matmul = plan
-            .steps
-            .iter()
-            .any(|s| matches!(s, Step::MatMul { output, .. } if *output == vv));
-        let products_only = |v: ValueId| {
-            readers_through_aliases(plan, v).iter().all(
-                |s| matches!(s, Step::ActMatMul { a, b, .. } if root(*a) == p && root(*b) == vv),
-            )
-        };
-        let ctx_readers = readers_through_aliases(plan, ctx);
-        let mut reach = 0i64;
-        let mut ok = !ctx_readers.is_empty();
-        for s in &ctx_readers {
-            match s {
-                Step::MatMul {
-                    name, weight, n, ..
-                } => {
-                    let (wq, _) = super::prequant::weights(plan, name, weight, *n);
-                    reach = reach.max(max_row_sum(&wq, weight.len() / (*n).max(1)));
-                }
-                _ => ok = false,
-            }
-        }
-        ok &= 32767 * reach < (1i64 << 31) - (1i64 << 27);
-        if ok
-            && is_softmax
-            && v_matmul
-            && products_only(p)
-            && products_only(vv)
-            && !is_root_out(p)
-            && !is_root_out(vv)
-            && !is_root_out(ctx)
-        {
-            for v in [p, vv, ctx] {
-                for u in alias_family(plan, v) {
-                    half[u] = Some(32767);
-                }
-            }
-        }
-    }
-}
-
 /// Lowers `plan` with the calibrated `max |x|` of every value.
 pub fn lower(plan: &Plan, ranges: &Calibration) -> Result<Lowered, LowerError> {
     let n = plan.values.len();
@@ -1149,7 +697,7 @@ pub fn lower(plan: &Plan, ranges: &Calibration) -> Result<Lowered, LowerError> {
         scales[*v] = *s;
     }
     // Before the aliases take their inputs' scales: an alias of a view.
-    recurrent_lower::view_scales(plan, &mut scales);
+    unrolled::view_scales(plan, &mut scales);
     for step in &plan.steps {
         match step {
             Step::MaxPool { input, output, .. } | Step::Alias { input, output } => {
@@ -1213,14 +761,14 @@ pub fn lower(plan: &Plan, ranges: &Calibration) -> Result<Lowered, LowerError> {
     let mut half = i16_values(plan, &output_roots);
     attention_values(plan, &output_roots, &mut half);
     score_values(plan, &output_roots, &wide, &mut half);
-    recurrent_lower::cell_values(plan, &mut half);
+    unrolled::cell_values(plan, &mut half);
     encoder16::mark(plan, ranges, &output_roots, &mut half, &mut cols);
     for (v, r) in half.iter().enumerate() {
         if let Some(r) = r {
             scales[v] = act_scale_range(ranges.max[root(v)], *r);
         }
     }
-    recurrent_lower::view_scales(plan, &mut scales);
+    unrolled::view_scales(plan, &mut scales);
     for step in &plan.steps {
         if let Step::ActMatMul { a, b, output, .. } = step {
             if wide[*output] {
@@ -1247,7 +795,7 @@ pub fn lower(plan: &Plan, ranges: &Calibration) -> Result<Lowered, LowerError> {
         cols,
         wide,
         half,
-        views: recurrent_lower::stack_views(plan),
+        views: unrolled::stack_views(plan),
     };
     for v in &plan.inputs {
         l.define(*v, TensorKind::Input)?;
