@@ -294,6 +294,33 @@ impl Artifact {
     /// Runs the integer program natively, producing the same node-boundary
     /// states as [`Artifact::run_wasm`].
     pub fn run_native(&self, inputs: &[Vec<u8>]) -> Result<Run, LowerError> {
+        let (memory, boundaries) = self.execute_native(inputs, true)?;
+        Ok(Run { boundaries, memory })
+    }
+
+    /// Runs the integer program natively and gives the final memory and
+    /// the final state only: what a claim needs (output and final root).
+    /// The Merkle tree is updated once, over every chunk the run wrote,
+    /// instead of at every node boundary; the state equals
+    /// `run_native(inputs)?.last()`, and the node-boundary roots can be
+    /// computed later, when a dispute asks for them.
+    pub fn run_native_final(
+        &self,
+        inputs: &[Vec<u8>],
+    ) -> Result<(Vec<u8>, StateFields), LowerError> {
+        let (memory, mut states) = self.execute_native(inputs, false)?;
+        let last = states.pop().expect("the final state");
+        Ok((memory, last))
+    }
+
+    /// The native run: with `every_node`, the states at every node
+    /// boundary (the first is the initial state); otherwise the final
+    /// state only, the tree updated once.
+    fn execute_native(
+        &self,
+        inputs: &[Vec<u8>],
+        every_node: bool,
+    ) -> Result<(Vec<u8>, Vec<StateFields>), LowerError> {
         self.check_inputs(inputs)?;
         // One copy of the cached image (no zero-filling first: that cost as
         // much as the copy for large models).
@@ -314,17 +341,29 @@ impl Artifact {
                 dirty.extend((t.offset >> chunk_log2)..=((t.end() - 1) >> chunk_log2));
             }
         }
-        dirty.sort_unstable();
-        dirty.dedup();
-        tree.update(&mem, &dirty)
-            .map_err(|e| LowerError::Codegen(e.to_string()))?;
-        let mut boundaries = vec![StateFields {
-            status: Status::Running,
-            step: 0,
-            fuel: 0,
+        let update = |tree: &mut MerkleTree, mem: &[u8], dirty: &mut Vec<u32>| {
+            dirty.sort_unstable();
+            dirty.dedup();
+            tree.update(mem, dirty)
+                .map_err(|e| LowerError::Codegen(e.to_string()))
+        };
+        let mut states = Vec::new();
+        let state = |tree: &MerkleTree, halted: bool, step: u64, fuel: u64| StateFields {
+            status: if halted {
+                Status::Halted
+            } else {
+                Status::Running
+            },
+            step,
+            fuel,
             memory_pages: pages,
             memory_root: tree.root(),
-        }];
+        };
+        if every_node {
+            update(&mut tree, &mem, &mut dirty)?;
+            states.push(state(&tree, false, 0, 0));
+            dirty.clear();
+        }
         let last = self.program.nodes.len() - 1;
         for (k, (node, b)) in self.program.nodes.iter().zip(&self.nodes).enumerate() {
             self.run_node_native(k, &mut mem)?;
@@ -333,27 +372,16 @@ impl Artifact {
             mem[UNIT_COUNTER as usize..UNIT_COUNTER as usize + 4]
                 .copy_from_slice(&0u32.to_le_bytes());
             let out = &self.program.tensors[node.op.output()];
-            let mut dirty: Vec<u32> = vec![0];
             let (lo, hi) = (out.offset >> chunk_log2, (out.end() - 1) >> chunk_log2);
-            dirty.extend((lo.max(1))..=hi);
-            tree.update(&mem, &dirty)
-                .map_err(|e| LowerError::Codegen(e.to_string()))?;
-            boundaries.push(StateFields {
-                status: if k == last {
-                    Status::Halted
-                } else {
-                    Status::Running
-                },
-                step: b.end_step,
-                fuel: b.end_fuel,
-                memory_pages: pages,
-                memory_root: tree.root(),
-            });
+            dirty.push(0);
+            dirty.extend(lo..=hi);
+            if every_node || k == last {
+                update(&mut tree, &mem, &mut dirty)?;
+                states.push(state(&tree, k == last, b.end_step, b.end_fuel));
+                dirty.clear();
+            }
         }
-        Ok(Run {
-            boundaries,
-            memory: mem,
-        })
+        Ok((mem, states))
     }
 
     /// The native cache (built on first use from the initial image).

@@ -120,7 +120,10 @@ proptest! {
     fn random_matmuls_agree(m in 1u32..6, k in 1u32..40, n in 1u32..20, n2 in 1u32..10, seed in any::<u64>()) {
         let (a, x) = matmul_chain(m, k, n, n2, seed);
         let wasm = a.run_wasm(std::slice::from_ref(&x)).unwrap();
-        let native = a.run_native(&[x]).unwrap();
+        let native = a.run_native(std::slice::from_ref(&x)).unwrap();
+        let (memory, last) = a.run_native_final(&[x]).unwrap();
+        prop_assert_eq!(last, native.last());
+        prop_assert!(memory == native.memory);
         prop_assert_eq!(wasm.boundaries, native.boundaries);
     }
 }

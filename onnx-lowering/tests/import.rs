@@ -741,9 +741,13 @@ fn third_party_ocr_model_lowers_and_predicts_the_expected_labels() {
     let a = Artifact::build(imp.program.clone(), CodegenOptions::default()).unwrap();
     let x0 = quantize_input(&imp, 0, &inputs[0]).unwrap();
     let wasm = a.run_wasm(std::slice::from_ref(&x0)).unwrap();
-    let native = a.run_native(&[x0]).unwrap();
+    let native = a.run_native(std::slice::from_ref(&x0)).unwrap();
     assert_eq!(wasm.roots(), native.roots());
     assert_eq!(wasm.last(), native.last());
+    // The claim's fast path: one tree update at the end, the same state.
+    let (memory, last) = a.run_native_final(&[x0]).unwrap();
+    assert_eq!(last, native.last());
+    assert!(memory == native.memory);
     for (i, x) in inputs.iter().enumerate() {
         let case = &cases["cases"][i];
         let expected = case["expected_label"].as_str().unwrap();
