@@ -663,12 +663,19 @@ fn hostile_files_are_errors() {
     ));
 }
 
-/// Randomly corrupted copies of the digits model import or fail, never
-/// crash (tract panics on some of them: those are caught and reported).
+/// Randomly corrupted copies of the digits model and of two of its
+/// pre-quantized variants (QOperator and dynamic, rewritten on the protobuf
+/// before tract reads them) import or fail, never crash (tract panics on
+/// some of them: those are caught and reported).
 #[test]
 fn corrupted_files_never_panic() {
-    {
-        let good = std::fs::read(fixture("model.onnx")).unwrap();
+    let prequantized = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/prequantized");
+    for model in [
+        fixture("model.onnx"),
+        prequantized.join("model_qop.onnx"),
+        prequantized.join("model_dynamic.onnx"),
+    ] {
+        let good = std::fs::read(&model).unwrap();
         let mut state = 12345u64;
         let mut next = move || {
             state = state
@@ -691,7 +698,10 @@ fn corrupted_files_never_panic() {
                 Err(_) => failed += 1,
             }
         }
-        println!("corrupted files: {ok} imported, {failed} rejected");
+        println!(
+            "{}: corrupted files: {ok} imported, {failed} rejected",
+            model.display()
+        );
         assert!(failed > 0);
     }
 }
