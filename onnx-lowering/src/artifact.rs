@@ -78,6 +78,19 @@ pub(crate) struct Cache {
     tree: std::sync::OnceLock<MerkleTree>,
     native: std::sync::OnceLock<NativeCache>,
     image: std::sync::OnceLock<Vec<u8>>,
+    /// Images of finished [`Artifact::run_native_final`] runs, restored to
+    /// the initial image, for the next runs.
+    scratch: ScratchPool,
+}
+
+/// A pool of memory images; a clone starts empty.
+#[derive(Debug, Default)]
+struct ScratchPool(std::sync::Mutex<Vec<Vec<u8>>>);
+
+impl Clone for ScratchPool {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
 }
 
 /// What the native executor derives once per artifact: per node, the
@@ -294,39 +307,78 @@ impl Artifact {
     /// Runs the integer program natively, producing the same node-boundary
     /// states as [`Artifact::run_wasm`].
     pub fn run_native(&self, inputs: &[Vec<u8>]) -> Result<Run, LowerError> {
-        let (memory, boundaries) = self.execute_native(inputs, true)?;
-        Ok(Run { boundaries, memory })
-    }
-
-    /// Runs the integer program natively and gives the final memory and
-    /// the final state only: what a claim needs (output and final root).
-    /// The Merkle tree is updated once, over every chunk the run wrote,
-    /// instead of at every node boundary; the state equals
-    /// `run_native(inputs)?.last()`, and the node-boundary roots can be
-    /// computed later, when a dispute asks for them.
-    pub fn run_native_final(
-        &self,
-        inputs: &[Vec<u8>],
-    ) -> Result<(Vec<u8>, StateFields), LowerError> {
-        let (memory, mut states) = self.execute_native(inputs, false)?;
-        let last = states.pop().expect("the final state");
-        Ok((memory, last))
-    }
-
-    /// The native run: with `every_node`, the states at every node
-    /// boundary (the first is the initial state); otherwise the final
-    /// state only, the tree updated once.
-    fn execute_native(
-        &self,
-        inputs: &[Vec<u8>],
-        every_node: bool,
-    ) -> Result<(Vec<u8>, Vec<StateFields>), LowerError> {
         self.check_inputs(inputs)?;
         // One copy of the cached image (no zero-filling first: that cost as
         // much as the copy for large models).
         let image = self.cached_image();
-        let mut mem = Vec::with_capacity(image.len());
-        mem.extend_from_slice(image);
+        let mut memory = Vec::with_capacity(image.len());
+        memory.extend_from_slice(image);
+        let (boundaries, _) = self.execute_native(inputs, true, &mut memory)?;
+        Ok(Run { boundaries, memory })
+    }
+
+    /// Runs the integer program natively and gives the bytes of every
+    /// output (in [`Program::outputs`] order) and the final state only:
+    /// what a claim needs. The Merkle tree is updated once, over every
+    /// chunk the run wrote, instead of at every node boundary, and the
+    /// memory image is a recycled one (restored to the initial image
+    /// chunk by chunk where the run wrote, since every op writes only its
+    /// output), so a large model's image is neither allocated nor copied
+    /// whole per run. The state equals `run_native(inputs)?.last()`; the
+    /// node-boundary roots can be computed later, when a dispute asks for
+    /// them.
+    pub fn run_native_final(
+        &self,
+        inputs: &[Vec<u8>],
+    ) -> Result<(Vec<Vec<u8>>, StateFields), LowerError> {
+        self.check_inputs(inputs)?;
+        let image = self.cached_image();
+        let mut mem = self
+            .cache
+            .scratch
+            .0
+            .lock()
+            .map_err(|_| LowerError::Codegen("scratch pool poisoned".into()))?
+            .pop()
+            .unwrap_or_else(|| image.to_vec());
+        // A failed run drops its image (its contents are unknown).
+        let (mut states, dirty) = self.execute_native(inputs, false, &mut mem)?;
+        let chunk = 1usize << self.options.chunk_log2;
+        let outputs = self
+            .program
+            .outputs
+            .iter()
+            .map(|t| {
+                let t = &self.program.tensors[*t];
+                mem[t.offset as usize..t.end() as usize].to_vec()
+            })
+            .collect();
+        for c in dirty {
+            let (lo, hi) = (
+                c as usize * chunk,
+                ((c as usize + 1) * chunk).min(mem.len()),
+            );
+            mem[lo..hi].copy_from_slice(&image[lo..hi]);
+        }
+        if let Ok(mut pool) = self.cache.scratch.0.lock() {
+            if pool.len() < 4 {
+                pool.push(mem);
+            }
+        }
+        let last = states.pop().expect("the final state");
+        Ok((outputs, last))
+    }
+
+    /// The native run on `mem`, the initial image: with `every_node`, the
+    /// states at every node boundary (the first is the initial state);
+    /// otherwise the final state only, the tree updated once. Also gives
+    /// the chunks written since the last tree update (sorted).
+    fn execute_native(
+        &self,
+        inputs: &[Vec<u8>],
+        every_node: bool,
+        mem: &mut [u8],
+    ) -> Result<(Vec<StateFields>, Vec<u32>), LowerError> {
         for (bytes, t) in inputs.iter().zip(&self.program.inputs) {
             let off = self.program.tensors[*t].offset as usize;
             mem[off..off + bytes.len()].copy_from_slice(bytes);
@@ -360,13 +412,13 @@ impl Artifact {
             memory_root: tree.root(),
         };
         if every_node {
-            update(&mut tree, &mem, &mut dirty)?;
+            update(&mut tree, mem, &mut dirty)?;
             states.push(state(&tree, false, 0, 0));
             dirty.clear();
         }
         let last = self.program.nodes.len() - 1;
         for (k, (node, b)) in self.program.nodes.iter().zip(&self.nodes).enumerate() {
-            self.run_node_native(k, &mut mem)?;
+            self.run_node_native(k, mem)?;
             mem[NODE_COUNTER as usize..NODE_COUNTER as usize + 4]
                 .copy_from_slice(&(k as u32 + 1).to_le_bytes());
             mem[UNIT_COUNTER as usize..UNIT_COUNTER as usize + 4]
@@ -376,12 +428,14 @@ impl Artifact {
             dirty.push(0);
             dirty.extend(lo..=hi);
             if every_node || k == last {
-                update(&mut tree, &mem, &mut dirty)?;
+                update(&mut tree, mem, &mut dirty)?;
                 states.push(state(&tree, k == last, b.end_step, b.end_fuel));
-                dirty.clear();
+                if every_node {
+                    dirty.clear();
+                }
             }
         }
-        Ok((mem, states))
+        Ok((states, dirty))
     }
 
     /// The native cache (built on first use from the initial image).
