@@ -3,12 +3,15 @@
 
 use crate::ir::{Constant, DType, Node, Op, Program, Requant, Tensor, TensorId, TensorKind};
 use crate::layout::TENSOR_BASE;
+use std::collections::HashMap;
 
 /// Builds a [`Program`] tensor by tensor and node by node.
 #[derive(Debug)]
 pub struct ProgramBuilder {
     program: Program,
     next: u32,
+    /// The first constant of each distinct (type, bytes).
+    constants_by_bytes: HashMap<(DType, Vec<u8>), TensorId>,
 }
 
 impl Default for ProgramBuilder {
@@ -32,6 +35,7 @@ impl ProgramBuilder {
                 outputs: Vec::new(),
             },
             next: TENSOR_BASE,
+            constants_by_bytes: HashMap::new(),
         }
     }
 
@@ -100,31 +104,40 @@ impl ProgramBuilder {
         self.program.tensors.len() - 1
     }
 
-    /// A constant `i8` tensor.
-    pub fn const_i8(&mut self, name: &str, shape: &[u32], data: &[i8]) -> TensorId {
-        let t = self.tensor(name, DType::I8, shape, TensorKind::Constant);
-        assert_eq!(data.len() as u32, self.program.tensors[t].len());
-        let bytes = data.iter().map(|v| *v as u8).collect();
+    /// A constant tensor of `bytes`. Constants are deduplicated: a
+    /// constant with the same type, element count and bytes as an earlier
+    /// one is a view of its bytes under the new name and shape (an unrolled
+    /// loop's per-timestep weights and tables, identical requantization
+    /// arrays), so the memory image, and the chunks proofs carry, hold each
+    /// distinct constant once.
+    fn constant(&mut self, name: &str, dtype: DType, shape: &[u32], bytes: Vec<u8>) -> TensorId {
+        let len: u32 = shape.iter().product();
+        assert_eq!(bytes.len() as u32, len * dtype.size());
+        if let Some(&first) = self.constants_by_bytes.get(&(dtype, bytes.clone())) {
+            return self.alias(first, name, shape);
+        }
+        let t = self.tensor(name, dtype, shape, TensorKind::Constant);
+        self.constants_by_bytes.insert((dtype, bytes.clone()), t);
         self.program.constants.push(Constant { tensor: t, bytes });
         t
+    }
+
+    /// A constant `i8` tensor.
+    pub fn const_i8(&mut self, name: &str, shape: &[u32], data: &[i8]) -> TensorId {
+        let bytes = data.iter().map(|v| *v as u8).collect();
+        self.constant(name, DType::I8, shape, bytes)
     }
 
     /// A constant `i16` tensor.
     pub fn const_i16(&mut self, name: &str, shape: &[u32], data: &[i16]) -> TensorId {
-        let t = self.tensor(name, DType::I16, shape, TensorKind::Constant);
-        assert_eq!(data.len() as u32, self.program.tensors[t].len());
         let bytes = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.program.constants.push(Constant { tensor: t, bytes });
-        t
+        self.constant(name, DType::I16, shape, bytes)
     }
 
     /// A constant `i32` tensor.
     pub fn const_i32(&mut self, name: &str, shape: &[u32], data: &[i32]) -> TensorId {
-        let t = self.tensor(name, DType::I32, shape, TensorKind::Constant);
-        assert_eq!(data.len() as u32, self.program.tensors[t].len());
         let bytes = data.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.program.constants.push(Constant { tensor: t, bytes });
-        t
+        self.constant(name, DType::I32, shape, bytes)
     }
 
     /// Requantization parameters as constant tensors.
