@@ -187,3 +187,26 @@ impl ProgramBuilder {
         self.program
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_constants_share_their_bytes_and_others_do_not() {
+        let mut b = ProgramBuilder::new();
+        let w = b.const_i8("w", &[2, 3], &[1, 2, 3, 4, 5, 6]);
+        let again = b.const_i8("w_again", &[3, 2], &[1, 2, 3, 4, 5, 6]);
+        let other = b.const_i8("other", &[2, 3], &[1, 2, 3, 4, 5, 7]);
+        // Same bytes, another type: not shared.
+        let wide = b.const_i16("wide", &[3], &[0x0201, 0x0403, 0x0605]);
+        let p = b.program();
+        assert_eq!(p.tensors[again].offset, p.tensors[w].offset);
+        assert_eq!(p.tensors[again].shape, [3, 2]);
+        assert_eq!(p.tensors[again].name, "w_again");
+        assert_ne!(p.tensors[other].offset, p.tensors[w].offset);
+        assert_ne!(p.tensors[wide].offset, p.tensors[w].offset);
+        // One data segment per distinct constant.
+        assert_eq!(p.constants.len(), 3);
+    }
+}
