@@ -27,7 +27,7 @@ use crate::import::calibrate::Calibration;
 use crate::import::mathfn;
 use crate::import::plan::{Plan, Step, ValueId};
 use crate::import::quantize::{act_scale_range, multiplier, quantize_rows, round_clamp};
-use crate::ir::{self, Op, TensorKind};
+use crate::ir::{self, Op};
 
 /// The producer of `v`, if a step writes it.
 fn producer(plan: &Plan, v: ValueId) -> Option<&Step> {
@@ -272,37 +272,12 @@ impl Lowering<'_> {
             gamma.iter().map(|g| g * lf.sqrt() / s_out).collect(),
             beta.iter().map(|b| b / s_out).collect(),
         );
-        let big = g.iter().chain(&bt).fold(0.0f64, |m, v| m.max(v.abs()));
-        let mut k = 30;
-        while k > 1 && big * 2f64.powi(k) >= 2f64.powi(30) {
-            k -= 1;
-        }
-        if big * 2f64.powi(k) >= 2f64.powi(30) || !big.is_finite() {
-            return Err(e("scale or offset too large for the output scale"));
-        }
-        let q = |v: &[f64]| -> Vec<i32> {
-            v.iter()
-                .map(|x| round_clamp(x * 2f64.powi(k), -(1 << 30), 1 << 30))
-                .collect()
-        };
-        let (gq, bq) = (q(&g), q(&bt));
-        let wa = self.const_i32(&format!("{name}.wa"), &wa)?;
-        let wb = self.const_i32(&format!("{name}.wb"), &wb)?;
-        let gamma = self.const_i32(&format!("{name}.gamma"), &gq)?;
-        let beta = self.const_i32(&format!("{name}.beta"), &bq)?;
-        let ta = self.tensor(a);
-        Ok(Op::LayerNorm(ir::LayerNorm {
-            a: ta,
-            b: b.map_or(ta, |b| self.tensor(b)),
-            output: self.define(out_v, TensorKind::Activation)?,
-            gamma,
-            beta,
-            rows: rows as u32,
-            len: len as u32,
-            wa,
-            wb,
-            eps: eps_i,
-            k,
-        }))
+        self.layer_norm_op(
+            name,
+            (a, b, out_v),
+            (&wa, &wb, eps_i),
+            (&g, &bt),
+            (rows, len),
+        )
     }
 }

@@ -104,22 +104,46 @@ impl Lowering<'_> {
                 .collect(),
             beta.iter().zip(&so).map(|(b, s)| b / s).collect(),
         );
-        let big = g.iter().chain(&bt).fold(0.0f64, |m, v| m.max(v.abs()));
+        self.layer_norm_op(
+            name,
+            (a, b, out_v),
+            (&wa, &wb, eps_i),
+            (&g, &bt),
+            (rows, len),
+        )
+    }
+
+    /// The layer norm op from its integer column weights `wa`, `wb` and
+    /// `eps`, and `gamma`, `beta` in units of the output: `k` is the
+    /// largest shift (<= 30) that keeps their integers below `2^30`.
+    pub(super) fn layer_norm_op(
+        &mut self,
+        name: &str,
+        (a, b, out_v): (ValueId, Option<ValueId>, ValueId),
+        (wa, wb, eps_i): (&[i32], &[i32], i32),
+        (g, bt): (&[f64], &[f64]),
+        (rows, len): (usize, usize),
+    ) -> Result<Op, LowerError> {
+        let big = g.iter().chain(bt).fold(0.0f64, |m, v| m.max(v.abs()));
         let mut k = 30;
         while k > 1 && big * 2f64.powi(k) >= 2f64.powi(30) {
             k -= 1;
         }
         if big * 2f64.powi(k) >= 2f64.powi(30) || !big.is_finite() {
-            return Err(e("scale or offset too large for the output scale"));
+            return Err(err(
+                name,
+                "LayerNormalization",
+                "scale or offset too large for the output scale",
+            ));
         }
         let q = |v: &[f64]| -> Vec<i32> {
             v.iter()
                 .map(|x| round_clamp(x * 2f64.powi(k), -(1 << 30), 1 << 30))
                 .collect()
         };
-        let (gq, bq) = (q(&g), q(&bt));
-        let wa = self.const_i32(&format!("{name}.wa"), &wa)?;
-        let wb = self.const_i32(&format!("{name}.wb"), &wb)?;
+        let (gq, bq) = (q(g), q(bt));
+        let wa = self.const_i32(&format!("{name}.wa"), wa)?;
+        let wb = self.const_i32(&format!("{name}.wb"), wb)?;
         let gamma = self.const_i32(&format!("{name}.gamma"), &gq)?;
         let beta = self.const_i32(&format!("{name}.beta"), &bq)?;
         let ta = self.tensor(a);
