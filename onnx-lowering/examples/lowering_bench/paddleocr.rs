@@ -171,5 +171,32 @@ pub fn section(reps: usize) -> TractResult<()> {
         "  (c)/(bN) wasm / native                 {:.2}   goal <= 10",
         med[3] / med[2]
     );
+    // Native time per op kind: every node alone on a running image.
+    let mut image = art.initial_image();
+    let mut kinds: Vec<(String, usize, f64)> = vec![];
+    for _ in 0..reps {
+        for x in &q {
+            let off = art.program.tensors[art.program.inputs[0]].offset as usize;
+            image[off..off + x[0].len()].copy_from_slice(&x[0]);
+            for (j, b) in art.nodes.iter().enumerate() {
+                let s = Instant::now();
+                art.run_node_native(j, &mut image)?;
+                let ms = s.elapsed().as_secs_f64() * 1e3 / (reps * CASES) as f64;
+                match kinds.iter_mut().find(|(k, _, _)| *k == b.kind) {
+                    Some(e) => e.2 += ms,
+                    None => kinds.push((b.kind.clone(), 0, ms)),
+                }
+            }
+        }
+    }
+    for (kind, n, _) in kinds.iter_mut() {
+        *n = art.nodes.iter().filter(|b| b.kind == *kind).count();
+    }
+    kinds.sort_by(|a, b| b.2.total_cmp(&a.2));
+    let total: f64 = kinds.iter().map(|k| k.2).sum();
+    println!("native kernels by op kind ({all} threads, mean): kind, nodes, ms/inference, share");
+    for (kind, n, ms) in &kinds {
+        println!("  {kind:<16}{n:>4} {ms:>9.3} {:>6.1}%", 100.0 * ms / total);
+    }
     Ok(())
 }
