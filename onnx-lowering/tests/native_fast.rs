@@ -287,6 +287,21 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// Depthwise convolutions (one input channel per group, up to 3 output
+    /// channels per group): the padded-plane path.
+    #[test]
+    fn depthwise_conv_equals_the_reference(
+        h in 1u32..13, w in 1u32..13, ocpg in 1u32..4, group in 1u32..17,
+        kh in 1u32..6, kw in 1u32..6, sh in 1u32..3, sw in 1u32..3,
+        pad in prop::array::uniform4(0u32..3), dh in 1u32..3, dw in 1u32..3, seed: u64,
+    ) {
+        check_conv(1, [h, w], ocpg, group, [kh, kw], [sh, sw], pad, [dh, dw], seed)?;
+    }
+}
+
 /// Products large enough to take the threaded paths (at least 2^21
 /// multiply-accumulates).
 #[test]

@@ -173,6 +173,9 @@ pub fn run_native(op: &Conv, p: &Program, mem: &mut [u8]) {
     if g.oc * plane == 0 {
         return;
     }
+    if g.cg == 1 && g.ocpg < NR {
+        return run_depthwise(op, p, &g, mem);
+    }
     let t = |id: usize| p.tensors[id].offset as usize;
     let (wt, r) = (t(op.weight), &op.requant);
     let per = g.per_oc();
@@ -200,4 +203,62 @@ pub fn run_native(op: &Conv, p: &Program, mem: &mut [u8]) {
             }
         }
     }
+}
+
+/// Depthwise convolutions (one input channel per group, fewer output
+/// channels per group than one GEMM block): per output channel, its input
+/// plane zero-padded once, then one pass over each output row per tap (no
+/// bounds inside, contiguous for stride 1). A GEMM per group would pack
+/// patches for a single output column.
+fn run_depthwise(op: &Conv, p: &Program, g: &Geom, mem: &mut [u8]) {
+    let t = |id: usize| p.tensors[id].offset as usize;
+    let (inp, wt, r) = (t(op.input), t(op.weight), &op.requant);
+    let [sh, sw] = g.stride;
+    let [dh, dw] = g.dil;
+    let (pt, pl) = (g.pad[0], g.pad[1]);
+    // The padded rows and columns the outputs reach.
+    let ph = (g.oh - 1) * sh + (g.kh - 1) * dh + 1;
+    let pw = (g.ow - 1) * sw + (g.kw - 1) * dw + 1;
+    let mut padded = vec![0i32; ph * pw];
+    let mut out = vec![0u8; g.oc * g.oh * g.ow];
+    let mut acc = vec![0i32; g.ow];
+    for (oc, plane) in out.chunks_mut(g.oh * g.ow).enumerate() {
+        let chan = inp + (oc / g.ocpg) * g.h * g.w;
+        padded.fill(0);
+        for iy in 0..g.h.min(ph.saturating_sub(pt)) {
+            let row = &mem[chan + iy * g.w..][..g.w];
+            let dst = &mut padded[(iy + pt) * pw..][..pw];
+            for (d, v) in dst.iter_mut().skip(pl).zip(row) {
+                *d = i32::from(*v as i8);
+            }
+        }
+        let w = &mem[wt + oc * g.kh * g.kw..][..g.kh * g.kw];
+        let bias = read_i32(mem, t(op.bias) + 4 * oc);
+        let mul = read_i32(mem, t(r.multiplier) + 4 * oc);
+        let shift = read_i32(mem, t(r.shift) + 4 * oc);
+        for (y, orow) in plane.chunks_mut(g.ow).enumerate() {
+            acc.fill(bias);
+            for ky in 0..g.kh {
+                let prow = &padded[(y * sh + ky * dh) * pw..][..pw];
+                for kx in 0..g.kw {
+                    let wv = i32::from(w[ky * g.kw + kx] as i8);
+                    let from = &prow[kx * dw..];
+                    if sw == 1 {
+                        for (a, v) in acc.iter_mut().zip(from) {
+                            *a = a.wrapping_add(v.wrapping_mul(wv));
+                        }
+                    } else {
+                        for (a, v) in acc.iter_mut().zip(from.iter().step_by(sw)) {
+                            *a = a.wrapping_add(v.wrapping_mul(wv));
+                        }
+                    }
+                }
+            }
+            for (o, a) in orow.iter_mut().zip(&acc) {
+                *o = requantize(*a, mul, shift, r.zero_point, r.lo, r.hi) as u8;
+            }
+        }
+    }
+    let at = t(op.output);
+    mem[at..at + out.len()].copy_from_slice(&out);
 }
