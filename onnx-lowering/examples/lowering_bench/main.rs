@@ -59,6 +59,38 @@ fn spread(v: &[f64]) -> String {
     format!("{:.3}  [{lo:.3}, {hi:.3}]", median(v.to_vec()))
 }
 
+/// Prints the medians of `t` (ms per `unit`) against row 0, then each
+/// `(label, row, goal)` of `ratios` as the median of per-repetition ratios
+/// to row 0; returns the medians.
+fn print_ms_table(
+    names: &[String],
+    t: &[Vec<f64>],
+    unit: &str,
+    ratios: &[(String, usize, &str)],
+) -> Vec<f64> {
+    let med: Vec<f64> = t.iter().map(|v| median(v.clone())).collect();
+    println!("variant                                  ms/{unit:<9}   vs (a)");
+    for (k, name) in names.iter().enumerate() {
+        println!("{name:<40}{:>10.2}  {:>6.2}x", med[k], med[k] / med[0]);
+    }
+    println!("ratios (median of per-repetition ratios, [min, max])");
+    for (label, row, goal) in ratios {
+        let r: Vec<f64> = t[*row].iter().zip(&t[0]).map(|(x, y)| x / y).collect();
+        println!("  {label:<39}{}{goal}", spread(&r));
+    }
+    med
+}
+
+/// Prints native time per op kind (`(kind, nodes, ms)`), largest first.
+fn print_kinds(mut kinds: Vec<(String, usize, f64)>, header: &str) {
+    kinds.sort_by(|a, b| b.2.total_cmp(&a.2));
+    let total: f64 = kinds.iter().map(|k| k.2).sum();
+    println!("{header}");
+    for (kind, n, ms) in &kinds {
+        println!("  {kind:<16}{n:>4} {ms:>9.3} {:>6.1}%", 100.0 * ms / total);
+    }
+}
+
 fn argmax(v: &[f32]) -> usize {
     (0..v.len()).fold(0, |b, i| if v[i] > v[b] { i } else { b })
 }

@@ -2,7 +2,7 @@
 //! (`fixtures/minilm`, opt-in cache), native executor on one and on all
 //! threads vs. tract f32, one sentence per inference.
 
-use super::{median, reference_kernels, spread};
+use super::{median, print_kinds, print_ms_table, reference_kernels};
 use opml_lowering::codegen::CodegenOptions;
 use opml_lowering::import::{import, quantize_input, ImportOptions};
 use opml_lowering::ops::native_gemm::{native_threads, set_native_threads};
@@ -173,28 +173,17 @@ pub fn section(reps: usize) -> TractResult<()> {
     }
     let reference = per(s);
     ensure!(before == image, "fast and reference kernels differ");
-    let med: Vec<f64> = t.iter().map(|v| median(v.clone())).collect();
-    println!("variant                                  ms/sentence   vs (a)");
-    for (k, name) in names.iter().enumerate() {
-        println!("{name:<40}{:>10.2}  {:>6.2}x", med[k], med[k] / med[0]);
-    }
-    let ratio = |a: usize| -> Vec<f64> { t[a].iter().zip(&t[0]).map(|(x, y)| x / y).collect() };
-    println!("ratios (median of per-repetition ratios, [min, max])");
-    println!(
-        "  (b1)/(a) native 1 thread / tract       {}   goal <= 1.0",
-        spread(&ratio(1))
-    );
-    println!(
-        "  (bN)/(a) native {all} threads / tract      {}   goal <= 1.0",
-        spread(&ratio(2))
-    );
-    println!(
-        "  (b')/(a) native kernels / tract        {}",
-        spread(&ratio(3))
-    );
-    println!(
-        "  (bF)/(a) native final root / tract     {}   goal <= 1.0",
-        spread(&ratio(4))
+    let goal = "   goal <= 1.0";
+    let med = print_ms_table(
+        &names,
+        &t,
+        "sentence",
+        &[
+            ("(b1)/(a) native 1 thread / tract".into(), 1, goal),
+            (format!("(bN)/(a) native {all} threads / tract"), 2, goal),
+            ("(b')/(a) native kernels / tract".into(), 3, ""),
+            ("(bF)/(a) native final root / tract".into(), 4, goal),
+        ],
     );
     println!(
         "(r)  scalar reference kernels (before), 1 rep: {reference:.1} ms/sentence, {:.2}x tract, {:.1}x the fast kernels",
@@ -210,11 +199,9 @@ pub fn section(reps: usize) -> TractResult<()> {
             None => kinds.push((b.kind.clone(), 1, ms)),
         }
     }
-    kinds.sort_by(|a, b| b.2.total_cmp(&a.2));
-    let total: f64 = kinds.iter().map(|k| k.2).sum();
-    println!("native kernels by op kind ({all} threads): kind, nodes, ms/sentence, share");
-    for (kind, n, ms) in &kinds {
-        println!("  {kind:<16}{n:>4} {ms:>9.3} {:>6.1}%", 100.0 * ms / total);
-    }
+    print_kinds(
+        kinds,
+        &format!("native kernels by op kind ({all} threads): kind, nodes, ms/sentence, share"),
+    );
     Ok(())
 }

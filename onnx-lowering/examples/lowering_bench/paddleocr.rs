@@ -4,7 +4,7 @@
 //! probabilities against onnxruntime, native (one and all threads) and wasm
 //! against tract f32, all measured in this run.
 
-use super::{argmax, median, spread, vm_hwm_kib};
+use super::{argmax, print_kinds, print_ms_table, vm_hwm_kib};
 use opml_lowering::codegen::CodegenOptions;
 use opml_lowering::import::{dequantize_output, import, quantize_input, ImportOptions};
 use opml_lowering::ops::native_gemm::{native_threads, set_native_threads};
@@ -148,24 +148,16 @@ pub fn section(reps: usize) -> TractResult<()> {
         }
     }
     set_native_threads(0);
-    let med: Vec<f64> = t.iter().map(|v| median(v.clone())).collect();
-    println!("variant                                  ms/inference   vs (a)");
-    for (k, name) in names.iter().enumerate() {
-        println!("{name:<40}{:>10.2}  {:>6.2}x", med[k], med[k] / med[0]);
-    }
-    let ratio = |a: usize| -> Vec<f64> { t[a].iter().zip(&t[0]).map(|(x, y)| x / y).collect() };
-    println!("ratios (median of per-repetition ratios, [min, max])");
-    println!(
-        "  (b1)/(a) native 1 thread / tract       {}   goal <= 1.0",
-        spread(&ratio(1))
-    );
-    println!(
-        "  (bN)/(a) native {all} threads / tract      {}   goal <= 1.0",
-        spread(&ratio(2))
-    );
-    println!(
-        "  (bF)/(a) native final root / tract     {}   goal <= 1.0",
-        spread(&ratio(4))
+    let goal = "   goal <= 1.0";
+    let med = print_ms_table(
+        &names,
+        &t,
+        "inference",
+        &[
+            ("(b1)/(a) native 1 thread / tract".into(), 1, goal),
+            (format!("(bN)/(a) native {all} threads / tract"), 2, goal),
+            ("(bF)/(a) native final root / tract".into(), 4, goal),
+        ],
     );
     println!(
         "  (c)/(bN) wasm / native                 {:.2}   goal <= 10",
@@ -192,11 +184,11 @@ pub fn section(reps: usize) -> TractResult<()> {
     for (kind, n, _) in kinds.iter_mut() {
         *n = art.nodes.iter().filter(|b| b.kind == *kind).count();
     }
-    kinds.sort_by(|a, b| b.2.total_cmp(&a.2));
-    let total: f64 = kinds.iter().map(|k| k.2).sum();
-    println!("native kernels by op kind ({all} threads, mean): kind, nodes, ms/inference, share");
-    for (kind, n, ms) in &kinds {
-        println!("  {kind:<16}{n:>4} {ms:>9.3} {:>6.1}%", 100.0 * ms / total);
-    }
+    print_kinds(
+        kinds,
+        &format!(
+            "native kernels by op kind ({all} threads, mean): kind, nodes, ms/inference, share"
+        ),
+    );
     Ok(())
 }
