@@ -229,8 +229,9 @@ fn lowered_int8w() -> Option<&'static (Imported, Artifact)> {
 /// The int8-weight model lowers (its `Cast(int8) * scale` weights folded
 /// before tract reads the graph, the matmuls keeping the int8 values where
 /// their input has one scale), and its embeddings stay close to
-/// onnxruntime's output of that model (floor at the level measured for the
-/// f32 model, whose scheme it shares).
+/// onnxruntime's output of that model (floor just under the measured
+/// minimum, 0.99997: its weights are taken as they are, so what is left is
+/// the activations' rounding).
 #[test]
 fn minilm_int8w_lowers_and_native_embeddings_stay_above_the_measured_floor() {
     let Some((imp, art)) = lowered_int8w() else {
@@ -248,7 +249,7 @@ fn minilm_int8w_lowers_and_native_embeddings_stay_above_the_measured_floor() {
     );
     let cos = cosines_with(imp, art, &reference_file("reference_embeddings_int8w.npy"));
     assert!(
-        cos.iter().all(|c| *c >= 0.995),
+        cos.iter().all(|c| *c >= 0.9999),
         "int8w accuracy regressed: {cos:.5?}"
     );
 }

@@ -227,19 +227,10 @@ impl Lowering<'_> {
     ) -> Result<Op, LowerError> {
         let e = |m: &str| err(name, "LayerNormalization", m);
         let lf = len as f64;
-        let col = |w: &Self, v: ValueId| -> Vec<f64> {
-            match &w.cols[v] {
-                Some(c) => c.iter().map(|s| f64::from(*s)).collect(),
-                None => vec![f64::from(w.scales[v]); len],
-            }
-        };
-        let sa = col(self, a);
-        let sb = b.map_or(vec![0.0; len], |b| col(self, b));
+        let (sa, sb, top) = self
+            .norm_input_scales(a, b, len)
+            .ok_or_else(|| e("input scale out of range"))?;
         let s_out = f64::from(self.scales[out_v]);
-        let top = sa.iter().chain(&sb).fold(0.0f64, |m, s| m.max(*s));
-        if top.is_nan() || top <= 0.0 || !top.is_finite() {
-            return Err(e("input scale out of range"));
-        }
         let weights = |w: f64| -> (Vec<i32>, Vec<i32>) {
             let q = |v: &[f64]| v.iter().map(|s| (s / top * w).round() as i32).collect();
             (q(&sa), q(&sb))

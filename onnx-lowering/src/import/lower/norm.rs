@@ -48,19 +48,10 @@ impl Lowering<'_> {
     ) -> Result<Op, LowerError> {
         let e = |m: &str| err(name, "LayerNormalization", m);
         let lf = len as f64;
-        let col = |w: &Self, v: ValueId| -> Vec<f64> {
-            match &w.cols[v] {
-                Some(c) => c.iter().map(|s| f64::from(*s)).collect(),
-                None => vec![f64::from(w.scales[v]); len],
-            }
-        };
-        let sa = col(self, a);
-        let sb = b.map_or(vec![0.0; len], |b| col(self, b));
-        let so = col(self, out_v);
-        let top = sa.iter().chain(&sb).fold(0.0f64, |m, s| m.max(*s));
-        if top.is_nan() || top <= 0.0 || !top.is_finite() {
-            return Err(e("row too long for the integer layer normalization"));
-        }
+        let (sa, sb, top) = self
+            .norm_input_scales(a, b, len)
+            .ok_or_else(|| e("row too long for the integer layer normalization"))?;
+        let so = self.column_scales_of(out_v, len);
         // Integer weights `round(s / top * w)` with the largest `w` for
         // which the bound `|d[l]| <= 128 (len c[l] + sum_m c[m])` (with
         // `c = wa + wb`) keeps `sum_l d[l]^2 + eps` below `0.98 * 2^62`.
@@ -111,6 +102,30 @@ impl Lowering<'_> {
             (&g, &bt),
             (rows, len),
         )
+    }
+
+    /// The scale of every column of value `v` (`len` columns): its
+    /// per-column scales, or its one scale repeated.
+    pub(super) fn column_scales_of(&self, v: ValueId, len: usize) -> Vec<f64> {
+        match &self.cols[v] {
+            Some(c) => c.iter().map(|s| f64::from(*s)).collect(),
+            None => vec![f64::from(self.scales[v]); len],
+        }
+    }
+
+    /// A layer norm's input column scales `(sa, sb)` (`sb` zero without a
+    /// second input) and their largest, `None` if that is not a positive
+    /// finite number.
+    pub(super) fn norm_input_scales(
+        &self,
+        a: ValueId,
+        b: Option<ValueId>,
+        len: usize,
+    ) -> Option<(Vec<f64>, Vec<f64>, f64)> {
+        let sa = self.column_scales_of(a, len);
+        let sb = b.map_or(vec![0.0; len], |b| self.column_scales_of(b, len));
+        let top = sa.iter().chain(&sb).fold(0.0f64, |m, s| m.max(*s));
+        (top > 0.0 && top.is_finite()).then_some((sa, sb, top))
     }
 
     /// The layer norm op from its integer column weights `wa`, `wb` and
