@@ -8,9 +8,7 @@
 //! random data also tests that the fuel does not depend on the data.
 
 use opml_lowering::builder::ProgramBuilder;
-use opml_lowering::ir::{
-    ActMatMul, ColAdd, DType, Gather, LayerNorm, MaskedSoftmax, Op, TensorKind,
-};
+use opml_lowering::ir::{ActMatMul, DType, Gather, LayerNorm, MaskedSoftmax, Op, TensorKind};
 use opml_lowering::Artifact;
 use proptest::prelude::*;
 
@@ -25,13 +23,9 @@ fn i32_bytes(v: &[i32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
-/// Runs both engines; checks boundaries and memory agree; returns the output.
+/// Runs both engines ([`common::run_both`]); returns the `i8` output.
 fn both(a: &Artifact, inputs: &[Vec<u8>]) -> Vec<i8> {
-    let wasm = a.run_wasm(inputs).unwrap();
-    let native = a.run_native(inputs).unwrap();
-    assert_eq!(wasm.boundaries, native.boundaries);
-    assert!(wasm.memory == native.memory, "memory images differ");
-    a.output(&wasm, a.program.outputs[0])
+    common::run_both(a, inputs)
         .iter()
         .map(|v| *v as i8)
         .collect()
@@ -332,50 +326,13 @@ fn check_masked_softmax(rows: u32, len: u32, wide: bool, seed: u64) {
 }
 
 fn check_col_add(rows: u32, len: u32, relu: bool, seed: u64) {
-    let mut rng = Rng(seed);
-    let mut b = ProgramBuilder::new();
-    let n = (rows * len) as usize;
-    let xa = b.tensor("a", DType::I8, &[rows, len], TensorKind::Input);
-    let xb = b.tensor("b", DType::I8, &[rows, len], TensorKind::Input);
-    let col = |rng: &mut Rng| -> Vec<i32> {
-        (0..len)
-            .map(|_| rng.range(-(1 << 31) + 1, (1 << 31) - 1) as i32)
-            .collect()
-    };
-    let (ma, mb) = (col(&mut rng), col(&mut rng));
-    let sh: Vec<i32> = (0..len).map(|_| rng.range(1, 62) as i32).collect();
-    let (tma, tmb, tsh) = (
-        b.const_i32("ma", &[len], &ma),
-        b.const_i32("mb", &[len], &mb),
-        b.const_i32("sh", &[len], &sh),
+    common::check_col_add(
+        rows,
+        len,
+        DType::I8,
+        (if relu { 0 } else { -128 }, 127),
+        seed,
     );
-    let out = b.tensor("out", DType::I8, &[rows, len], TensorKind::Output);
-    let lo = if relu { 0 } else { -128 };
-    b.node(
-        "add",
-        Op::ColAdd(ColAdd {
-            a: xa,
-            b: xb,
-            output: out,
-            a_multiplier: tma,
-            b_multiplier: tmb,
-            shift: tsh,
-            rows,
-            len,
-            lo,
-            hi: 127,
-        }),
-    );
-    let a = Artifact::build(b.finish(), small_budget()).unwrap();
-    let (va, vb) = (rng.i8s(n), rng.i8s(n));
-    let y = both(&a, &[bytes(&va), bytes(&vb)]);
-    for i in 0..n {
-        let l = i % len as usize;
-        let x = i128::from(va[i]) * i128::from(ma[l]) + i128::from(vb[i]) * i128::from(mb[l]);
-        // floor(x / 2^s + 1/2)
-        let want = (2 * x + (1i128 << sh[l])).div_euclid(1i128 << (sh[l] + 1));
-        assert_eq!(i128::from(y[i]), want.clamp(i128::from(lo), 127), "{i}");
-    }
 }
 
 #[test]

@@ -11,13 +11,13 @@
 
 use opml_lowering::builder::ProgramBuilder;
 use opml_lowering::ir::{
-    ActMatMul, ColAdd, DType, Interp, LayerNorm, MaskedSoftmax, MatMul, Op, TensorKind,
+    ActMatMul, DType, Interp, LayerNorm, MaskedSoftmax, MatMul, Op, TensorKind,
 };
 use opml_lowering::Artifact;
 use proptest::prelude::*;
 
 mod common;
-use common::{small_budget, Rng};
+use common::{run_both as both, small_budget, Rng};
 
 fn i16_bytes(v: &[i16]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
@@ -27,16 +27,6 @@ fn from_i16_bytes(b: &[u8]) -> Vec<i16> {
     b.chunks_exact(2)
         .map(|c| i16::from_le_bytes([c[0], c[1]]))
         .collect()
-}
-
-/// Runs both engines; checks boundaries and memory agree; returns the
-/// output's bytes.
-fn both(a: &Artifact, inputs: &[Vec<u8>]) -> Vec<u8> {
-    let wasm = a.run_wasm(inputs).unwrap();
-    let native = a.run_native(inputs).unwrap();
-    assert_eq!(wasm.boundaries, native.boundaries);
-    assert!(wasm.memory == native.memory, "memory images differ");
-    a.output(&wasm, a.program.outputs[0]).to_vec()
 }
 
 /// `round_half_up(acc * m / 2^s)` clamped, in `i128`.
@@ -440,57 +430,12 @@ fn check_layer_norm16(rows: u32, len: u32, flat: bool, seed: u64) {
     assert_eq!(got, want);
 }
 
-/// The per-column sum of two `i8` tensors with an `i16` output.
+/// The per-column sum of two `i8` tensors with an `i16` output, clamped
+/// to random bounds.
 fn check_col_add16(rows: u32, len: u32, seed: u64) {
-    let mut rng = Rng(seed);
-    let mut b = ProgramBuilder::new();
-    let n = (rows * len) as usize;
-    let xa = b.tensor("a", DType::I8, &[rows, len], TensorKind::Input);
-    let xb = b.tensor("b", DType::I8, &[rows, len], TensorKind::Input);
-    let col = |rng: &mut Rng| -> Vec<i32> {
-        (0..len)
-            .map(|_| rng.range(-(1 << 31) + 1, (1 << 31) - 1) as i32)
-            .collect()
-    };
-    let (ma, mb) = (col(&mut rng), col(&mut rng));
-    let sh: Vec<i32> = (0..len).map(|_| rng.range(1, 62) as i32).collect();
-    let (tma, tmb, tsh) = (
-        b.const_i32("ma", &[len], &ma),
-        b.const_i32("mb", &[len], &mb),
-        b.const_i32("sh", &[len], &sh),
-    );
-    let out = b.tensor("out", DType::I16, &[rows, len], TensorKind::Output);
-    let lo = rng.range(-32768, 0) as i32;
-    let hi = rng.range(0, 32767) as i32;
-    b.node(
-        "add",
-        Op::ColAdd(ColAdd {
-            a: xa,
-            b: xb,
-            output: out,
-            a_multiplier: tma,
-            b_multiplier: tmb,
-            shift: tsh,
-            rows,
-            len,
-            lo,
-            hi,
-        }),
-    );
-    let art = Artifact::build(b.finish(), small_budget()).unwrap();
-    let (va, vb) = (rng.i8s(n), rng.i8s(n));
-    let byte = |v: &[i8]| v.iter().map(|x| *x as u8).collect::<Vec<u8>>();
-    let got = from_i16_bytes(&both(&art, &[byte(&va), byte(&vb)]));
-    for i in 0..n {
-        let l = i % len as usize;
-        let x = i128::from(va[i]) * i128::from(ma[l]) + i128::from(vb[i]) * i128::from(mb[l]);
-        let want = (2 * x + (1i128 << sh[l])).div_euclid(1i128 << (sh[l] + 1));
-        assert_eq!(
-            i128::from(got[i]),
-            want.clamp(i128::from(lo), i128::from(hi)),
-            "{i}"
-        );
-    }
+    let mut rng = Rng(seed ^ 0x16);
+    let (lo, hi) = (rng.range(-32768, 0) as i32, rng.range(0, 32767) as i32);
+    common::check_col_add(rows, len, DType::I16, (lo, hi), seed);
 }
 
 #[test]
