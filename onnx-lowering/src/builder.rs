@@ -3,15 +3,18 @@
 
 use crate::ir::{Constant, DType, Node, Op, Program, Requant, Tensor, TensorId, TensorKind};
 use crate::layout::TENSOR_BASE;
+use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
 
 /// Builds a [`Program`] tensor by tensor and node by node.
 #[derive(Debug)]
 pub struct ProgramBuilder {
     program: Program,
     next: u32,
-    /// The first constant of each distinct (type, bytes).
-    constants_by_bytes: HashMap<(DType, Vec<u8>), TensorId>,
+    /// Indices in `program.constants` by (type, hash of the bytes), to
+    /// find an equal constant without keeping a second copy of the bytes.
+    constants_by_bytes: HashMap<(DType, u64), Vec<usize>>,
 }
 
 impl Default for ProgramBuilder {
@@ -113,11 +116,25 @@ impl ProgramBuilder {
     fn constant(&mut self, name: &str, dtype: DType, shape: &[u32], bytes: Vec<u8>) -> TensorId {
         let len: u32 = shape.iter().product();
         assert_eq!(bytes.len() as u32, len * dtype.size());
-        if let Some(&first) = self.constants_by_bytes.get(&(dtype, bytes.clone())) {
+        let key = (dtype, {
+            let mut h = DefaultHasher::new();
+            bytes.hash(&mut h);
+            h.finish()
+        });
+        let same = self.constants_by_bytes.get(&key).and_then(|ids| {
+            ids.iter()
+                .map(|c| &self.program.constants[*c])
+                .find(|c| c.bytes == bytes)
+                .map(|c| c.tensor)
+        });
+        if let Some(first) = same {
             return self.alias(first, name, shape);
         }
         let t = self.tensor(name, dtype, shape, TensorKind::Constant);
-        self.constants_by_bytes.insert((dtype, bytes.clone()), t);
+        self.constants_by_bytes
+            .entry(key)
+            .or_default()
+            .push(self.program.constants.len());
         self.program.constants.push(Constant { tensor: t, bytes });
         t
     }
